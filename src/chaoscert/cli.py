@@ -1,0 +1,171 @@
+"""The `chaoscert` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from chaoscert.errors import ChaoscertError
+from chaoscert.platforms.local.layout import default_state_dir
+from chaoscert.platforms.local.stack import LocalStack
+from chaoscert.topology import load_topology
+
+console = Console(stderr=True)
+DEFAULT_TOPOLOGY = Path("fixtures/topologies/reference.yaml")
+
+
+def _stack(args: argparse.Namespace) -> LocalStack:
+    return LocalStack(load_topology(Path(args.topology)), Path(args.state_dir))
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    console.print(f"bringing up the local stack ({stack.topology.name}) in {stack.state_dir}")
+    seconds = stack.up(progress=lambda line: console.print(f"  {line}"))
+    console.print(
+        f"[green]steady state[/green] after {seconds:.1f} s; edge at {stack.layout.base_url}"
+    )
+    return 0
+
+
+def cmd_local_status(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    table = Table(title=f"local stack in {stack.state_dir}")
+    for column in ("node", "zone", "address", "state", "processes"):
+        table.add_column(column)
+    for status in stack.status():
+        table.add_row(status.node, status.zone, status.address, status.state, str(status.pids))
+    Console().print(table)
+    from chaoscert.platforms.local import health
+
+    problems = health.steady_state_problems(stack.layout, stack.topology.patroni.synchronous_mode)
+    view = health.patroni_cluster(stack.layout)
+    Console().print(f"database leader: {view.leader or 'none'}")
+    if problems:
+        Console().print("not in steady state: " + "; ".join(problems))
+        return 1
+    Console().print("steady state")
+    return 0
+
+
+def cmd_local_down(args: argparse.Namespace) -> int:
+    stack = _stack(args)
+    stopped = stack.down()
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    return 0
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from chaoscert.platforms.local import setup
+
+    return setup.run(Path(args.state_dir), console)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    from chaoscert.config import load_slo
+    from chaoscert.results import new_run_id
+
+    # Bad input stops here, with one line, before anything starts.
+    load_topology(Path(args.topology))
+    load_slo(Path(args.slo))
+    suite = Path(args.suite)
+    if not (suite / "steps").is_dir() or not (suite / "features").is_dir():
+        raise ChaoscertError(
+            f"{suite}: no steps/ and features/ here; run from the chaoscert checkout"
+            " or pass --suite"
+        )
+    run_id = new_run_id()
+    run_dir = Path(args.reports_dir) / run_id
+    extra = [a for a in args.pytest_args if a != "--"]
+    pytest_args = [
+        str(suite / "steps"),
+        f"--rootdir={suite}",
+        f"--platform={args.platform}",
+        f"--topology={args.topology}",
+        f"--slo={args.slo}",
+        f"--rate-hz={args.rate_hz}",
+        f"--probe-timeout-s={args.probe_timeout_s}",
+        f"--reports-dir={args.reports_dir}",
+        f"--run-id={run_id}",
+        f"--junitxml={run_dir / 'junit.xml'}",
+        f"--cucumberjson={run_dir / 'cucumber.json'}",
+        *([f"--state-dir={args.state_dir}"] if args.state_dir else []),
+        *extra,
+    ]
+    console.print(f"run {run_id}: pytest {' '.join(pytest_args)}")
+    code = int(pytest.main(pytest_args))
+    report = run_dir / "report.html"
+    if report.exists():
+        console.print(f"report: {report.resolve()}")
+        console.print(f"latest: {Path(args.reports_dir).resolve() / 'latest'}")
+    elif run_dir.exists():
+        console.print(f"[red]no report was rendered; results in {run_dir}[/red]")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chaoscert", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="the embedded local stack")
+    local_commands = local.add_subparsers(dest="action", required=True)
+    for name, func, help_text in (
+        ("up", cmd_local_up, "start the stack and wait for steady state"),
+        ("status", cmd_local_status, "show nodes and steady state"),
+        ("down", cmd_local_down, "stop every process of the stack"),
+    ):
+        sub = local_commands.add_parser(name, help=help_text)
+        sub.add_argument("--topology", default=str(DEFAULT_TOPOLOGY))
+        sub.add_argument("--state-dir", default=str(default_state_dir()))
+        sub.set_defaults(func=func)
+    setup = commands.add_parser(
+        "setup", help="install what the local stack needs (apt-get when root)"
+    )
+    setup.add_argument("--state-dir", default=str(default_state_dir()))
+    setup.set_defaults(func=cmd_setup)
+
+    run = commands.add_parser(
+        "run", help="run the catalogue and write reports/<run-id>/ (pytest args after --)"
+    )
+    run.add_argument("--platform", default="local")
+    run.add_argument("--topology", default=str(DEFAULT_TOPOLOGY))
+    run.add_argument("--slo", default="fixtures/slo-tiers.yaml")
+    run.add_argument("--rate-hz", type=float, default=10.0)
+    run.add_argument("--probe-timeout-s", type=float, default=2.0)
+    run.add_argument("--reports-dir", default="reports")
+    run.add_argument("--state-dir", default=None)
+    run.add_argument("--suite", default=".", help="folder holding features/ and steps/")
+    run.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except ChaoscertError as exc:
+        console.print(f"[red]chaoscert:[/red] {exc}")
+        return 2
+    except KeyboardInterrupt:
+        console.print("[red]chaoscert:[/red] interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

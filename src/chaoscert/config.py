@@ -1,0 +1,91 @@
+"""SLO tiers and the workflow-to-tier mapping, loaded from YAML and validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from chaoscert.errors import ConfigError
+
+WORKFLOWS = ("warehouse_scanning", "dispatch", "procurement_approval", "invoice_posting")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(Strict):
+    """Limits one tier of workflows must keep through a fault."""
+
+    name: str = ""
+    title: str
+    max_outage_s: float = Field(gt=0, description="longest outage allowed per fault")
+    rpo_writes: int = Field(ge=0, description="acknowledged writes that may be lost")
+    slow_threshold_s: float = Field(gt=0, description="a slower success counts failed")
+    error_budget: float | None = Field(default=None, ge=0, le=1)
+    queued: bool = False
+
+
+class SloConfig(Strict):
+    tiers: dict[str, Tier]
+    workflows: dict[str, str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_tiers(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("tiers"), dict):
+            data = dict(data)
+            data["tiers"] = {
+                key: {**value, "name": key} if isinstance(value, dict) else value
+                for key, value in data["tiers"].items()
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _workflows_name_known_tiers(self) -> SloConfig:
+        for workflow, tier in self.workflows.items():
+            if tier not in self.tiers:
+                raise ValueError(
+                    f"workflow {workflow!r} maps to unknown tier {tier!r}"
+                    f" (known: {', '.join(sorted(self.tiers))})"
+                )
+        return self
+
+    def tier_of(self, workflow: str) -> Tier:
+        try:
+            return self.tiers[self.workflows[workflow]]
+        except KeyError:
+            raise ConfigError(f"workflow {workflow!r} has no tier in the SLO file") from None
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file, mapping every failure into one ConfigError line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} not valid YAML") from None
+
+
+def describe_validation(path: Path, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: field {field}: {first['msg']}{more}"
+
+
+def load_slo(path: Path) -> SloConfig:
+    """Load fixtures/slo-tiers.yaml (or another file of the same shape)."""
+    data = load_yaml(path)
+    try:
+        return SloConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation(path, exc)) from None

@@ -1,0 +1,244 @@
+"""The platform interface, fault handles and the registry that heals them.
+
+A platform discovers what runs where and injects faults. Injecting returns a
+FaultHandle that knows how to heal its fault. Every live handle is kept in
+the FaultRegistry, which heals them at the end of a scenario, when a step
+fails, and on SIGINT, SIGTERM or interpreter exit. A fault that cannot be
+healed is reported loudly and kept in the registry's record on disk, so the
+next run can find and heal it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as dt
+import json
+import logging
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from chaoscert.errors import FaultError
+
+log = logging.getLogger("chaoscert.faults")
+
+FAULT_KINDS = (
+    "node_hang",
+    "node_crash",
+    "database_primary_hang",
+    "database_primary_crash",
+)
+
+
+def utc_now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Event:
+    """Something the platform did or saw, on the run's time axis."""
+
+    source: str
+    text: str
+    mono: float = field(default_factory=time.monotonic)
+    at: str = field(default_factory=utc_now_iso)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "text": self.text, "mono": self.mono, "at": self.at}
+
+
+@dataclass
+class FaultHandle:
+    """A live fault: what it hit, when, and how to undo it."""
+
+    kind: str
+    target: str
+    heal_action: Callable[[], None]
+    details: dict[str, Any] = field(default_factory=dict)
+    injected_mono: float = field(default_factory=time.monotonic)
+    injected_at: str = field(default_factory=utc_now_iso)
+    healed_mono: float | None = None
+    healed_at: str | None = None
+    heal_error: str | None = None
+
+    @property
+    def healed(self) -> bool:
+        return self.healed_mono is not None
+
+    def heal(self) -> None:
+        """Undo the fault; idempotent. Raises FaultError if it cannot."""
+        if self.healed:
+            return
+        try:
+            self.heal_action()
+        except Exception as exc:
+            self.heal_error = f"{type(exc).__name__}: {exc}"
+            raise FaultError(
+                f"could not heal {self.kind} on {self.target}: {self.heal_error}"
+            ) from exc
+        self.healed_mono = time.monotonic()
+        self.healed_at = utc_now_iso()
+        self.heal_error = None
+        log.info("healed %s on %s", self.kind, self.target)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "target": self.target,
+            "details": self.details,
+            "injected_at": self.injected_at,
+            "healed_at": self.healed_at,
+            "injected_mono": self.injected_mono,
+            "healed_mono": self.healed_mono,
+            "heal_error": self.heal_error,
+        }
+
+
+class FaultRegistry:
+    """Every live fault of this process; heals them on any way out."""
+
+    def __init__(self, record: Path | None = None):
+        self._live: list[FaultHandle] = []
+        self._lock = threading.RLock()
+        self.record = record
+        self._installed = False
+        self._previous: dict[int, Any] = {}
+
+    def add(self, handle: FaultHandle) -> FaultHandle:
+        with self._lock:
+            self._live.append(handle)
+            self._save()
+        return handle
+
+    def live(self) -> list[FaultHandle]:
+        with self._lock:
+            return [handle for handle in self._live if not handle.healed]
+
+    def heal_all(self) -> list[str]:
+        """Heal every live fault, newest first; return the errors of those that failed."""
+        errors = []
+        with self._lock:
+            for handle in reversed(self._live):
+                try:
+                    handle.heal()
+                except FaultError as exc:
+                    log.error("%s", exc)
+                    errors.append(str(exc))
+            self._live = [handle for handle in self._live if not handle.healed]
+            self._save()
+        return errors
+
+    def _save(self) -> None:
+        if self.record is None:
+            return
+        live = [handle.to_dict() for handle in self._live if not handle.healed]
+        if live:
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.record.with_suffix(".tmp")
+            tmp.write_text(json.dumps(live, indent=2))
+            tmp.replace(self.record)
+        else:
+            self.record.unlink(missing_ok=True)
+
+    def install(self) -> None:
+        """Heal on interpreter exit, SIGTERM and SIGINT (then let them proceed)."""
+        if self._installed:
+            return
+        self._installed = True
+        atexit.register(self.heal_all)
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.warning("signal %d: healing %d live fault(s)", signum, len(self.live()))
+        self.heal_all()
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        else:
+            raise SystemExit(128 + signum)
+
+    def uninstall(self) -> None:
+        for signum, previous in self._previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, previous)
+        self._previous.clear()
+        atexit.unregister(self.heal_all)
+        self._installed = False
+
+
+@dataclass
+class Endpoint:
+    """Where users reach the platform, and as whom the probes log in."""
+
+    base_url: str
+    database: str
+    login: str
+    password: str = field(repr=False)
+
+
+class Platform(ABC):
+    """One place faults can be injected: the local stack, kind, a cluster."""
+
+    name: str = ""
+
+    def __init__(self) -> None:
+        self.registry = FaultRegistry()
+        self.events: list[Event] = []
+
+    def event(self, source: str, text: str) -> Event:
+        item = Event(source, text)
+        self.events.append(item)
+        log.info("%s: %s", source, text)
+        return item
+
+    @abstractmethod
+    def endpoint(self) -> Endpoint:
+        """The URL and credentials probes use."""
+
+    @abstractmethod
+    def ensure_up(self) -> None:
+        """Bring the platform to a usable state (start it if this platform can)."""
+
+    @abstractmethod
+    def wait_steady(self, timeout_s: float) -> float:
+        """Wait until steady state; seconds waited. Raise ComponentError naming what is not."""
+
+    @abstractmethod
+    def database_primary(self) -> str:
+        """The node that holds the database primary now."""
+
+    @abstractmethod
+    def inject(self, kind: str, target: str) -> FaultHandle:
+        """Inject fault `kind` on `target`; the handle is registered before returning."""
+
+    @abstractmethod
+    def observe(self) -> None:
+        """Record what changed on the platform since the last call, as events."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Platform, topology and settings for the results (no secrets)."""
+
+    @abstractmethod
+    def secrets(self) -> list[str]:
+        """Secret values this platform knows, so outputs can be checked and redacted."""
+
+    def heal_all(self) -> list[str]:
+        return self.registry.heal_all()
+
+    def heal_leftovers(self) -> list[str]:
+        """Heal faults a killed run left live (from the registry's record)."""
+        return []

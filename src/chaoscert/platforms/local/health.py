@@ -1,0 +1,143 @@
+"""Read the local stack's state from its components' own interfaces.
+
+Patroni's REST API, etcd's health endpoint and HAProxy's stats socket; each
+call is bounded and failures become text in a report, never exceptions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chaoscert.platforms.local.layout import EDGE_NODE, Layout
+
+TIMEOUT_S = 1.5
+
+
+@dataclass
+class ClusterView:
+    """Patroni's view of the database cluster, from the first node that answered."""
+
+    leader: str | None = None
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str | None = None
+
+    def role_of(self, node: str) -> str:
+        return str(self.members.get(node, {}).get("role", "absent"))
+
+    def state_of(self, node: str) -> str:
+        return str(self.members.get(node, {}).get("state", "absent"))
+
+
+def patroni_cluster(layout: Layout, nodes: list[str] | None = None) -> ClusterView:
+    for node in nodes or layout.topology.running("postgres"):
+        try:
+            response = httpx.get(
+                layout.patroni_url(node) + "/cluster", timeout=TIMEOUT_S
+            )
+            data = response.json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        view = ClusterView(source=node)
+        for member in data.get("members", []):
+            view.members[member["name"]] = member
+            if member.get("role") in ("leader", "master", "primary"):
+                view.leader = member["name"]
+        return view
+    return ClusterView()
+
+
+def etcd_healthy(layout: Layout, node: str) -> bool:
+    try:
+        response = httpx.get(layout.etcd_url(node) + "/health", timeout=TIMEOUT_S)
+        return bool(response.json().get("health") in ("true", True))
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def haproxy_servers(sock_path: Path) -> dict[str, str] | None:
+    """Status (UP, DOWN, ...) of each backend server, or None if HAProxy is silent."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(TIMEOUT_S)
+            sock.connect(str(sock_path))
+            sock.sendall(b"show stat\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except OSError:
+        return None
+    text = b"".join(chunks).decode(errors="replace").lstrip("# ")
+    servers = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        if row.get("svname") not in ("FRONTEND", "BACKEND", None):
+            servers[row["svname"]] = row.get("status", "")
+    return servers
+
+
+def edge_answers(layout: Layout) -> str | None:
+    """None when the edge routes /web/health to an app; else what went wrong."""
+    try:
+        response = httpx.get(layout.base_url + "/web/health", timeout=TIMEOUT_S * 2)
+    except httpx.HTTPError as exc:
+        return f"edge {layout.base_url} did not answer: {type(exc).__name__}"
+    if response.status_code != 200:
+        return f"edge {layout.base_url} answered HTTP {response.status_code}"
+    return None
+
+
+def steady_state_problems(layout: Layout, expect_sync: bool) -> list[str]:
+    """Everything that keeps the stack from steady state; empty when steady."""
+    problems: list[str] = []
+    for node in layout.topology.running("etcd"):
+        if not etcd_healthy(layout, node):
+            problems.append(f"etcd on {node} is not healthy")
+
+    view = patroni_cluster(layout)
+    db_nodes = layout.topology.running("postgres")
+    if view.source is None:
+        problems.append("no Patroni REST API answered")
+    elif view.leader is None:
+        problems.append("the database cluster has no leader")
+    else:
+        for node in db_nodes:
+            if node == view.leader:
+                if view.state_of(node) != "running":
+                    problems.append(f"leader {node} is {view.state_of(node)}")
+            elif view.state_of(node) != "streaming":
+                problems.append(
+                    f"postgres on {node} is {view.state_of(node)}, not streaming"
+                )
+        if expect_sync and len(db_nodes) > 1:
+            if not any(view.role_of(n) == "sync_standby" for n in db_nodes):
+                problems.append("no synchronous standby")
+
+    for node in layout.topology.running("ingress"):
+        servers = haproxy_servers(layout.haproxy_socket(node))
+        if servers is None:
+            problems.append(f"ingress on {node} does not answer on its stats socket")
+            continue
+        down = sorted(name for name, status in servers.items() if status != "UP")
+        if down:
+            problems.append(f"ingress on {node} sees app {', '.join(down)} not up")
+
+    servers = haproxy_servers(layout.haproxy_socket(EDGE_NODE))
+    if servers is None:
+        problems.append("the edge load balancer does not answer on its stats socket")
+    else:
+        down = sorted(name for name, status in servers.items() if status != "UP")
+        if down:
+            problems.append(f"the edge sees ingress {', '.join(down)} not up")
+    edge = edge_answers(layout)
+    if edge:
+        problems.append(edge)
+    return problems

@@ -1,0 +1,1 @@
+"""Workflow probes on a fixed schedule, their samples and the write ledger."""

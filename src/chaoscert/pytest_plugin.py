@@ -1,0 +1,215 @@
+"""The pytest plugin that runs the Gherkin catalogue against a platform.
+
+It adds the options (`--platform`, `--topology`, rates, where reports go),
+provides the `chaoscert_platform` and `scenario_run` fixtures the steps use,
+heals every fault after each scenario, waits for steady state again before
+the next one, and writes results.json and the report as the run goes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaoscert.config import SloConfig, load_slo
+from chaoscert.errors import ChaoscertError
+from chaoscert.platforms import get_platform
+from chaoscert.platforms.base import Platform
+from chaoscert.platforms.local.layout import default_state_dir
+from chaoscert.results import RunWriter, probe_settings
+from chaoscert.scenario import ProbeOptions, ScenarioRun
+
+log = logging.getLogger("chaoscert.pytest")
+
+SCENARIO_KEY = pytest.StashKey[dict[str, Any]]()
+CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
+STEADY_AFTER_SCENARIO_S = 180.0
+WORKFLOWS_PROBED = ("warehouse_scanning", "dispatch")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaoscert", "chaoscert certification")
+    group.addoption("--platform", default="local", help="platform (default: local)")
+    group.addoption(
+        "--topology",
+        default="fixtures/topologies/reference.yaml",
+        help="local stack topology file",
+    )
+    group.addoption("--state-dir", default=None, help="local stack state directory")
+    group.addoption("--slo", default="fixtures/slo-tiers.yaml", help="SLO tiers file")
+    group.addoption("--rate-hz", type=float, default=10.0, help="probe attempts/s")
+    group.addoption(
+        "--probe-timeout-s", type=float, default=2.0, help="client timeout per attempt"
+    )
+    group.addoption("--reports-dir", default="reports", help="where runs are written")
+    group.addoption("--run-id", default=None, help="run id (default: generated)")
+
+
+class RunState:
+    """What one pytest session shares across scenarios."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.platform: Platform | None = None
+        self.slo: SloConfig | None = None
+        self.writer: RunWriter | None = None
+        self.interrupted = False
+
+    def option(self, name: str) -> Any:
+        return self.config.getoption(name)
+
+    def probe_options(self) -> ProbeOptions:
+        return ProbeOptions(
+            rate_hz=self.option("rate_hz"), timeout_s=self.option("probe_timeout_s")
+        )
+
+    def start(self) -> Platform:
+        if self.platform is not None:
+            return self.platform
+        slo_path = Path(self.option("slo"))
+        self.slo = load_slo(slo_path)
+        state_dir = self.option("state_dir")
+        platform = get_platform(
+            self.option("platform"),
+            Path(self.option("topology")),
+            Path(state_dir) if state_dir else default_state_dir(),
+        )
+        platform.registry.install()
+        healed = platform.heal_leftovers()
+        for line in healed:
+            log.warning("healed a fault a previous run left behind: %s", line)
+        platform.ensure_up()
+        self.platform = platform
+        options = self.probe_options()
+        rates = {w: options.rate_of(w) for w in WORKFLOWS_PROBED}
+        described = platform.describe()
+        self.writer = RunWriter.start(
+            Path(self.option("reports_dir")),
+            platform=platform.name,
+            topology=str(described.get("topology", "")),
+            probe=probe_settings(rates, options.timeout_s),
+            tiers=self.slo.tiers.values(),
+            run_id=self.option("run_id"),
+        )
+        return platform
+
+
+def _state(config: pytest.Config) -> RunState:
+    state: RunState = config.stash.setdefault(_STATE_KEY, RunState(config))
+    return state
+
+
+_STATE_KEY = pytest.StashKey[RunState]()
+
+
+@pytest.fixture(scope="session")
+def chaoscert_platform(pytestconfig: pytest.Config) -> Platform:
+    """The platform under test, up and registered for healing."""
+    state = _state(pytestconfig)
+    try:
+        return state.start()
+    except ChaoscertError as exc:
+        pytest.exit(f"chaoscert: {exc}", returncode=2)
+
+
+@pytest.fixture
+def scenario_run(
+    request: pytest.FixtureRequest, chaoscert_platform: Platform
+) -> Iterator[ScenarioRun]:
+    """One scenario's run; healed, recorded and followed by steady state."""
+    state = _state(request.config)
+    assert state.slo is not None
+    info = request.node.stash.get(SCENARIO_KEY, {})
+    run = ScenarioRun(
+        chaoscert_platform,
+        state.slo,
+        state.probe_options(),
+        feature=info.get("feature", ""),
+        name=info.get("name", request.node.name),
+        tags=info.get("tags", []),
+    )
+    error: str | None = None
+    try:
+        yield run
+    finally:
+        heal_errors = run.close()
+        steady_error = None
+        try:
+            seconds = chaoscert_platform.wait_steady(STEADY_AFTER_SCENARIO_S)
+            log.info("steady state again %.1f s after the scenario", seconds)
+        except ChaoscertError as exc:
+            steady_error = f"the platform did not return to steady state: {exc}"
+        report = request.node.stash.get(CALL_REPORT_KEY, None)
+        if heal_errors or steady_error:
+            status, error = "error", "; ".join([*heal_errors, *filter(None, [steady_error])])
+        elif report is None:
+            status = "error"
+        elif report.passed:
+            status = "passed"
+        elif report.skipped:
+            status = "skipped"
+        else:
+            status = "failed"
+            error = _short(report)
+        if state.writer is not None:
+            state.writer.add_scenario(run.result(status, error), run.all_samples())
+        if heal_errors or steady_error:
+            pytest.fail(error or "", pytrace=False)
+
+
+def _short(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message).splitlines()[0][:500]
+    return str(report.longrepr).strip().splitlines()[-1][:500]
+
+
+def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
+    request.node.stash[SCENARIO_KEY] = {
+        "feature": feature.name,
+        "name": scenario.name,
+        "tags": sorted(scenario.tags | feature.tags),
+    }
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when == "call":
+        item.stash[CALL_REPORT_KEY] = report
+
+
+def pytest_keyboard_interrupt() -> None:
+    log.warning("interrupted: healing live faults and writing what was measured")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_STATE_KEY, None)
+    if state is None or state.writer is None:
+        return
+    complete = exitstatus in (0, 1) and not session.shouldstop
+    if state.platform is not None:
+        errors = state.platform.heal_all()
+        complete = complete and not errors
+    state.writer.finish(complete=complete)
+    try:
+        from chaoscert.report import render_report
+
+        path = render_report(state.writer.run_dir)
+    except Exception as exc:  # the results are written; the report must not hide them
+        log.error("report could not be rendered: %s", exc)
+        return
+    session.config.stash[REPORT_KEY] = path
+    if os.environ.get("CHAOSCERT_QUIET") != "1":
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"chaoscert report: {path}")
+
+
+REPORT_KEY = pytest.StashKey[Path]()

@@ -1,0 +1,266 @@
+"""One scenario's run: traffic, a fault, recovery, and the verdict per workflow.
+
+Steps, the CLI and other front ends drive a ScenarioRun; it owns the probes,
+the live fault and the measurements, so the logic lives here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from chaoscert import slo
+from chaoscert.config import SloConfig
+from chaoscert.errors import ChaoscertError
+from chaoscert.platforms.base import FaultHandle, Platform
+from chaoscert.probes.engine import ProbeSession
+from chaoscert.probes.ledger import LedgerCheck
+from chaoscert.probes.samples import Sample
+from chaoscert.results import (
+    EventResult,
+    FaultResult,
+    ScenarioResult,
+
+    workflow_result,
+)
+
+log = logging.getLogger("chaoscert.scenario")
+
+OBSERVE_INTERVAL_S = 0.5
+# A workflow counts as available again after this many successes in a row.
+RECOVERED_AFTER_SUCCESSES = 5
+
+
+@dataclass
+class ProbeOptions:
+    rate_hz: float = 10.0
+    timeout_s: float = 2.0
+    max_in_flight: int = 64
+    rates_hz: dict[str, float] = field(default_factory=dict)
+
+    def rate_of(self, workflow: str) -> float:
+        return self.rates_hz.get(workflow, self.rate_hz)
+
+
+class ScenarioRun:
+    """The state of one scenario, from steady state to verdict."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        slo_config: SloConfig,
+        probe_options: ProbeOptions,
+        feature: str = "",
+        name: str = "",
+        tags: list[str] | None = None,
+    ):
+        self.platform = platform
+        self.slo = slo_config
+        self.options = probe_options
+        self.feature = feature
+        self.name = name
+        self.tags = tags or []
+        self.started_mono = time.monotonic()
+        self.first_event = len(platform.events)
+        self.probes: ProbeSession | None = None
+        self.workflows: list[str] = []
+        self.fault: FaultHandle | None = None
+        self.samples: dict[str, list[Sample]] = {}
+        self.ledger: dict[str, LedgerCheck] = {}
+        self.verdicts: dict[str, slo.WorkflowVerdict] = {}
+        self._observer: threading.Thread | None = None
+        self._observing = threading.Event()
+
+    # -- traffic -----------------------------------------------------------------
+    def start_traffic(self, workflows: list[str]) -> None:
+        """Start probing `workflows`, each at its configured rate."""
+        for workflow in workflows:
+            self.slo.tier_of(workflow)
+        endpoint = self.platform.endpoint()
+        self.workflows = list(workflows)
+        self.probes = ProbeSession(
+            endpoint.base_url,
+            endpoint.database,
+            endpoint.login,
+            endpoint.password,
+            self.workflows,
+            rate_hz={w: self.options.rate_of(w) for w in self.workflows},
+            timeout_s=self.options.timeout_s,
+            max_in_flight=self.options.max_in_flight,
+        )
+        self.probes.prepare()
+        self.probes.start()
+        self._start_observing()
+
+    def run_for(self, seconds: float) -> None:
+        """Let traffic (and any fault) run for `seconds`."""
+        time.sleep(seconds)
+
+    def _start_observing(self) -> None:
+        self._observing.set()
+
+        def observe() -> None:
+            while self._observing.is_set():
+                try:
+                    self.platform.observe()
+                except ChaoscertError as exc:
+                    log.debug("observation failed: %s", exc)
+                time.sleep(OBSERVE_INTERVAL_S)
+
+        self._observer = threading.Thread(target=observe, name="chaoscert-observe", daemon=True)
+        self._observer.start()
+
+    def _stop_observing(self) -> None:
+        self._observing.clear()
+        if self._observer:
+            self._observer.join(OBSERVE_INTERVAL_S + 5)
+
+    # -- faults ------------------------------------------------------------------
+    def inject(self, kind: str, target: str = "") -> FaultHandle:
+        self.fault = self.platform.inject(kind, target)
+        log.info("injected %s on %s", kind, self.fault.target)
+        return self.fault
+
+    def heal(self) -> None:
+        if self.fault is not None:
+            self.fault.heal()
+            self.platform.event("fault", f"{self.fault.kind} on {self.fault.target} healed")
+
+    # -- recovery ----------------------------------------------------------------
+    def wait_available(self, timeout_s: float) -> dict[str, float]:
+        """Wait until every workflow has succeeded RECOVERED_AFTER_SUCCESSES times in
+        a row; return seconds waited per workflow. Raise naming those that did not."""
+        assert self.probes is not None, "traffic was not started"
+        started = time.monotonic()
+        waited: dict[str, float] = {}
+        deadline = started + timeout_s
+        while time.monotonic() < deadline and len(waited) < len(self.workflows):
+            for workflow in self.workflows:
+                if workflow in waited:
+                    continue
+                tail = self.probes.samples(workflow)[-RECOVERED_AFTER_SUCCESSES:]
+                if len(tail) == RECOVERED_AFTER_SUCCESSES and all(s.ok for s in tail):
+                    waited[workflow] = time.monotonic() - started
+            time.sleep(0.2)
+        missing = [w for w in self.workflows if w not in waited]
+        if missing:
+            names = ", ".join(slo.workflow_label(w) for w in missing)
+            raise AssertionError(
+                f"{names} not available again within {timeout_s:.0f} s of asking"
+            )
+        return waited
+
+    # -- measurement ---------------------------------------------------------------
+    def finish_measurement(self, verify_timeout_s: float = 90.0) -> dict[str, slo.WorkflowVerdict]:
+        """Stop traffic, read every acknowledged write back, judge each workflow."""
+        if self.verdicts:
+            return self.verdicts
+        if self.probes is None:
+            raise AssertionError("no traffic was measured in this scenario")
+        self.samples = self.probes.stop()
+        self._stop_observing()
+        self.ledger = self.probes.verify_writes(verify_timeout_s)
+        injected = self.fault.injected_mono if self.fault else None
+        for workflow in self.workflows:
+            check = self.ledger.get(workflow)
+            self.verdicts[workflow] = slo.judge(
+                workflow,
+                self.samples.get(workflow, []),
+                self.slo.tier_of(workflow),
+                injected,
+                list(check.lost) if check else 0,
+                1.0 / self.options.rate_of(workflow),
+            )
+        return self.verdicts
+
+    def failures(self) -> list[str]:
+        return [reason for v in self.verdicts.values() for reason in v.reasons]
+
+    # -- assertions (their messages are report text) ---------------------------------
+    def assert_baseline(self, seconds: float) -> None:
+        """Every workflow succeeded throughout the last `seconds` before any fault."""
+        assert self.probes is not None, "traffic was not started"
+        since = time.monotonic() - seconds
+        for workflow in self.workflows:
+            recent = [s for s in self.probes.samples(workflow) if s.start_mono >= since]
+            failed = [s for s in recent if not s.ok]
+            if not recent or failed:
+                first = f": {failed[0].error_kind} {failed[0].error}" if failed else ""
+                raise AssertionError(
+                    f"before any fault, {slo.workflow_label(workflow)} had"
+                    f" {len(failed)} failed of {len(recent)} attempts in {seconds:g} s"
+                    f"{first}; the platform is not in steady state"
+                )
+
+    def assert_no_lost_writes(self, workflow: str) -> None:
+        check = self.ledger.get(workflow)
+        if check is None:
+            raise AssertionError(f"{slo.workflow_label(workflow)} keeps no ledger")
+        if check.lost:
+            shown = ", ".join(str(i) for i in check.lost[:10])
+            raise AssertionError(
+                f"{len(check.lost)} of {check.acknowledged} acknowledged"
+                f" {slo.workflow_label(workflow)} writes were lost (ids {shown})"
+            )
+
+    def assert_tiers_met(self) -> None:
+        reasons = self.failures()
+        if reasons:
+            raise AssertionError("; ".join(reasons))
+
+    # -- teardown ------------------------------------------------------------------
+    def close(self) -> list[str]:
+        """Heal what is live and stop traffic; return heal errors (also on failure)."""
+        errors = self.platform.heal_all()
+        self._stop_observing()
+        if self.probes is not None:
+            if not self.samples:
+                try:
+                    self.samples = self.probes.stop()
+                except ChaoscertError as exc:
+                    log.warning("stopping probes: %s", exc)
+            self.probes.close()
+        return errors
+
+    def result(self, status: str, error: str | None = None) -> ScenarioResult:
+        fault = None
+        if self.fault is not None:
+            fault = FaultResult(
+                kind=self.fault.kind,
+                target=self.fault.target,
+                injected_at=self.fault.injected_at,
+                healed_at=self.fault.healed_at,
+                injected_mono=self.fault.injected_mono,
+                healed_mono=self.fault.healed_mono,
+                details=self.fault.details,
+                heal_error=self.fault.heal_error,
+            )
+        events = [
+            EventResult(at=event.at, mono=event.mono, source=event.source, text=event.text)
+            for event in self.platform.events[self.first_event :]
+        ]
+        return ScenarioResult(
+            feature=self.feature,
+            name=self.name,
+            status=status,  # type: ignore[arg-type]
+            tags=self.tags,
+            fault=fault,
+            workflows=[
+                workflow_result(
+                    verdict,
+                    self.ledger[w].acknowledged if w in self.ledger else 0,
+                )
+                for w, verdict in self.verdicts.items()
+            ],
+            events=events,
+            error=error,
+            started_mono=self.started_mono,
+            duration_s=time.monotonic() - self.started_mono,
+        )
+
+    def all_samples(self) -> list[Sample]:
+        return [s for samples in self.samples.values() for s in samples]
+
+
