@@ -26,10 +26,13 @@ def _stack(args: argparse.Namespace) -> LocalStack:
 
 def cmd_local_up(args: argparse.Namespace) -> int:
     stack = _stack(args)
-    console.print(f"bringing up the local stack ({stack.topology.name}) in {stack.state_dir}")
+    console.print(
+        f"bringing up the local stack ({stack.topology.name}) in {stack.state_dir}"
+    )
     seconds = stack.up(progress=lambda line: console.print(f"  {line}"))
     console.print(
-        f"[green]steady state[/green] after {seconds:.1f} s; edge at {stack.layout.base_url}"
+        f"[green]steady state[/green] after {seconds:.1f} s;"
+        f" edge at {stack.layout.base_url}"
     )
     return 0
 
@@ -40,11 +43,15 @@ def cmd_local_status(args: argparse.Namespace) -> int:
     for column in ("node", "zone", "address", "state", "processes"):
         table.add_column(column)
     for status in stack.status():
-        table.add_row(status.node, status.zone, status.address, status.state, str(status.pids))
+        table.add_row(
+            status.node, status.zone, status.address, status.state, str(status.pids)
+        )
     Console().print(table)
     from chaoscert.platforms.local import health
 
-    problems = health.steady_state_problems(stack.layout, stack.topology.patroni.synchronous_mode)
+    problems = health.steady_state_problems(
+        stack.layout, stack.topology.patroni.synchronous_mode
+    )
     view = health.patroni_cluster(stack.layout)
     Console().print(f"database leader: {view.leader or 'none'}")
     if problems:
@@ -134,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(func=cmd_setup)
 
     run = commands.add_parser(
-        "run", help="run the catalogue and write reports/<run-id>/ (pytest args after --)"
+        "run",
+        help="run the catalogue and write reports/<run-id>/ (pytest args after --)",
     )
     run.add_argument("--platform", default="local")
     run.add_argument("--topology", default=str(DEFAULT_TOPOLOGY))

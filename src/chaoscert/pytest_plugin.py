@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from chaoscert.errors import ChaoscertError
 from chaoscert.platforms import get_platform
 from chaoscert.platforms.base import Platform
 from chaoscert.platforms.local.layout import default_state_dir
-from chaoscert.results import RunWriter, probe_settings
+from chaoscert.results import RunWriter, Status, probe_settings
 from chaoscert.scenario import ProbeOptions, ScenarioRun
 
 log = logging.getLogger("chaoscert.pytest")
@@ -145,8 +145,12 @@ def scenario_run(
         except ChaoscertError as exc:
             steady_error = f"the platform did not return to steady state: {exc}"
         report = request.node.stash.get(CALL_REPORT_KEY, None)
+        status: Status
         if heal_errors or steady_error:
-            status, error = "error", "; ".join([*heal_errors, *filter(None, [steady_error])])
+            status, error = (
+                "error",
+                "; ".join([*heal_errors, *filter(None, [steady_error])]),
+            )
         elif report is None:
             status = "error"
         elif report.passed:
@@ -169,7 +173,9 @@ def _short(report: pytest.TestReport) -> str:
     return str(report.longrepr).strip().splitlines()[-1][:500]
 
 
-def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, scenario: Any) -> None:
+def pytest_bdd_before_scenario(
+    request: pytest.FixtureRequest, feature: Any, scenario: Any
+) -> None:
     request.node.stash[SCENARIO_KEY] = {
         "feature": feature.name,
         "name": scenario.name,
@@ -177,12 +183,14 @@ def pytest_bdd_before_scenario(request: pytest.FixtureRequest, feature: Any, sce
     }
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if report.when == "call":
         item.stash[CALL_REPORT_KEY] = report
+    return report
 
 
 def pytest_keyboard_interrupt() -> None:

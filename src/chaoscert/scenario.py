@@ -19,10 +19,10 @@ from chaoscert.probes.engine import ProbeSession
 from chaoscert.probes.ledger import LedgerCheck
 from chaoscert.probes.samples import Sample
 from chaoscert.results import (
+    Status,
     EventResult,
     FaultResult,
     ScenarioResult,
-
     workflow_result,
 )
 
@@ -109,7 +109,9 @@ class ScenarioRun:
                     log.debug("observation failed: %s", exc)
                 time.sleep(OBSERVE_INTERVAL_S)
 
-        self._observer = threading.Thread(target=observe, name="chaoscert-observe", daemon=True)
+        self._observer = threading.Thread(
+            target=observe, name="chaoscert-observe", daemon=True
+        )
         self._observer.start()
 
     def _stop_observing(self) -> None:
@@ -126,7 +128,9 @@ class ScenarioRun:
     def heal(self) -> None:
         if self.fault is not None:
             self.fault.heal()
-            self.platform.event("fault", f"{self.fault.kind} on {self.fault.target} healed")
+            self.platform.event(
+                "fault", f"{self.fault.kind} on {self.fault.target} healed"
+            )
 
     # -- recovery ----------------------------------------------------------------
     def wait_available(self, timeout_s: float) -> dict[str, float]:
@@ -153,7 +157,9 @@ class ScenarioRun:
         return waited
 
     # -- measurement ---------------------------------------------------------------
-    def finish_measurement(self, verify_timeout_s: float = 90.0) -> dict[str, slo.WorkflowVerdict]:
+    def finish_measurement(
+        self, verify_timeout_s: float = 90.0
+    ) -> dict[str, slo.WorkflowVerdict]:
         """Stop traffic, read every acknowledged write back, judge each workflow."""
         if self.verdicts:
             return self.verdicts
@@ -224,7 +230,7 @@ class ScenarioRun:
             self.probes.close()
         return errors
 
-    def result(self, status: str, error: str | None = None) -> ScenarioResult:
+    def result(self, status: Status, error: str | None = None) -> ScenarioResult:
         fault = None
         if self.fault is not None:
             fault = FaultResult(
@@ -238,13 +244,15 @@ class ScenarioRun:
                 heal_error=self.fault.heal_error,
             )
         events = [
-            EventResult(at=event.at, mono=event.mono, source=event.source, text=event.text)
+            EventResult(
+                at=event.at, mono=event.mono, source=event.source, text=event.text
+            )
             for event in self.platform.events[self.first_event :]
         ]
         return ScenarioResult(
             feature=self.feature,
             name=self.name,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             tags=self.tags,
             fault=fault,
             workflows=[
@@ -262,5 +270,3 @@ class ScenarioRun:
 
     def all_samples(self) -> list[Sample]:
         return [s for samples in self.samples.values() for s in samples]
-
-

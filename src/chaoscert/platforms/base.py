@@ -51,7 +51,12 @@ class Event:
     at: str = field(default_factory=utc_now_iso)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "text": self.text, "mono": self.mono, "at": self.at}
+        return {
+            "source": self.source,
+            "text": self.text,
+            "mono": self.mono,
+            "at": self.at,
+        }
 
 
 @dataclass
@@ -122,7 +127,7 @@ class FaultRegistry:
             return [handle for handle in self._live if not handle.healed]
 
     def heal_all(self) -> list[str]:
-        """Heal every live fault, newest first; return the errors of those that failed."""
+        """Heal every live fault, newest first; return the errors of failures."""
         errors = []
         with self._lock:
             for handle in reversed(self._live):
@@ -214,7 +219,7 @@ class Platform(ABC):
 
     @abstractmethod
     def wait_steady(self, timeout_s: float) -> float:
-        """Wait until steady state; seconds waited. Raise ComponentError naming what is not."""
+        """Wait for steady state; return seconds waited, or raise ComponentError."""
 
     @abstractmethod
     def database_primary(self) -> str:
@@ -222,7 +227,7 @@ class Platform(ABC):
 
     @abstractmethod
     def inject(self, kind: str, target: str) -> FaultHandle:
-        """Inject fault `kind` on `target`; the handle is registered before returning."""
+        """Inject fault `kind` on `target`; registered before it acts."""
 
     @abstractmethod
     def observe(self) -> None:

@@ -97,47 +97,47 @@ def edge_answers(layout: Layout) -> str | None:
 
 def steady_state_problems(layout: Layout, expect_sync: bool) -> list[str]:
     """Everything that keeps the stack from steady state; empty when steady."""
-    problems: list[str] = []
-    for node in layout.topology.running("etcd"):
-        if not etcd_healthy(layout, node):
-            problems.append(f"etcd on {node} is not healthy")
-
-    view = patroni_cluster(layout)
-    db_nodes = layout.topology.running("postgres")
-    if view.source is None:
-        problems.append("no Patroni REST API answered")
-    elif view.leader is None:
-        problems.append("the database cluster has no leader")
-    else:
-        for node in db_nodes:
-            if node == view.leader:
-                if view.state_of(node) != "running":
-                    problems.append(f"leader {node} is {view.state_of(node)}")
-            elif view.state_of(node) != "streaming":
-                problems.append(
-                    f"postgres on {node} is {view.state_of(node)}, not streaming"
-                )
-        if expect_sync and len(db_nodes) > 1:
-            if not any(view.role_of(n) == "sync_standby" for n in db_nodes):
-                problems.append("no synchronous standby")
-
+    problems = [
+        f"etcd on {node} is not healthy"
+        for node in layout.topology.running("etcd")
+        if not etcd_healthy(layout, node)
+    ]
+    problems += database_problems(layout, expect_sync)
     for node in layout.topology.running("ingress"):
-        servers = haproxy_servers(layout.haproxy_socket(node))
-        if servers is None:
-            problems.append(f"ingress on {node} does not answer on its stats socket")
-            continue
-        down = sorted(name for name, status in servers.items() if status != "UP")
-        if down:
-            problems.append(f"ingress on {node} sees app {', '.join(down)} not up")
-
-    servers = haproxy_servers(layout.haproxy_socket(EDGE_NODE))
-    if servers is None:
-        problems.append("the edge load balancer does not answer on its stats socket")
-    else:
-        down = sorted(name for name, status in servers.items() if status != "UP")
-        if down:
-            problems.append(f"the edge sees ingress {', '.join(down)} not up")
+        problems += routing_problems(layout, node, f"ingress on {node}", "app")
+    problems += routing_problems(layout, EDGE_NODE, "the edge", "ingress")
     edge = edge_answers(layout)
     if edge:
         problems.append(edge)
     return problems
+
+
+def database_problems(layout: Layout, expect_sync: bool) -> list[str]:
+    """A leader running, every other member streaming, a synchronous standby."""
+    view = patroni_cluster(layout)
+    if view.source is None:
+        return ["no Patroni REST API answered"]
+    if view.leader is None:
+        return ["the database cluster has no leader"]
+    problems = []
+    db_nodes = layout.topology.running("postgres")
+    for node in db_nodes:
+        state = view.state_of(node)
+        if node == view.leader and state != "running":
+            problems.append(f"leader postgres on {node} is {state}")
+        elif node != view.leader and state != "streaming":
+            problems.append(f"postgres on {node} is {state}, not streaming")
+    has_sync = any(view.role_of(node) == "sync_standby" for node in db_nodes)
+    if expect_sync and len(db_nodes) > 1 and not has_sync:
+        problems.append("postgres has no synchronous standby")
+    return problems
+
+
+def routing_problems(layout: Layout, node: str, who: str, servers_of: str) -> list[str]:
+    servers = haproxy_servers(layout.haproxy_socket(node))
+    if servers is None:
+        return [f"{who} does not answer on its stats socket"]
+    down = sorted(name for name, status in servers.items() if status != "UP")
+    if down:
+        return [f"{who} sees {servers_of} {', '.join(down)} not up"]
+    return []

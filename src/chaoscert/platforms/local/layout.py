@@ -28,7 +28,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def default_state_dir() -> Path:
-    """Root keeps the stack under /var/tmp so the unprivileged database user can reach it."""
+    """As root, under /var/tmp: the unprivileged database user must reach it."""
     override = os.environ.get("CHAOSCERT_HOME")
     if override:
         return Path(override)

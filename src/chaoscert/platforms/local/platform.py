@@ -26,7 +26,9 @@ class LocalPlatform(Platform):
 
     def __init__(self, topology: Path, state_dir: Path | None = None):
         super().__init__()
-        self.stack = LocalStack(load_topology(topology), state_dir or default_state_dir())
+        self.stack = LocalStack(
+            load_topology(topology), state_dir or default_state_dir()
+        )
         self.registry = FaultRegistry(self.stack.state_dir / "live-faults.json")
         self._last_leader: str | None = None
         self._last_servers: dict[str, dict[str, str]] = {}
@@ -85,15 +87,23 @@ class LocalPlatform(Platform):
             "processes": len(group.pids()),
         }
         if mode == "hang":
-            handle = FaultHandle(kind, node, lambda: group.thaw(FREEZE_TIMEOUT_S), details)
+            handle = FaultHandle(
+                kind, node, lambda: group.thaw(FREEZE_TIMEOUT_S), details
+            )
             self.registry.add(handle)
             group.freeze(FREEZE_TIMEOUT_S)
-            self.event("fault", f"node {node} frozen ({details['processes']} processes)")
+            self.event(
+                "fault", f"node {node} frozen ({details['processes']} processes)"
+            )
         else:
-            handle = FaultHandle(kind, node, lambda: self.stack.start_node(node), details)
+            handle = FaultHandle(
+                kind, node, lambda: self.stack.start_node(node), details
+            )
             self.registry.add(handle)
             group.kill(FREEZE_TIMEOUT_S)
-            self.event("fault", f"node {node} killed ({details['processes']} processes)")
+            self.event(
+                "fault", f"node {node} killed ({details['processes']} processes)"
+            )
         return handle
 
     def heal_leftovers(self) -> list[str]:
@@ -114,7 +124,9 @@ class LocalPlatform(Platform):
                 group.thaw(FREEZE_TIMEOUT_S)
             elif not self.stack.agent_pid(node):
                 self.stack.start_node(node)
-            healed.append(f"{entry.get('kind')} on {node} (injected {entry.get('injected_at')})")
+            healed.append(
+                f"{entry.get('kind')} on {node} (injected {entry.get('injected_at')})"
+            )
         record.unlink(missing_ok=True)
         return healed
 
@@ -125,7 +137,10 @@ class LocalPlatform(Platform):
         )
         if view.leader and view.leader != self._last_leader:
             if self._last_leader is not None:
-                self.event("patroni", f"leader changed from {self._last_leader} to {view.leader}")
+                self.event(
+                    "patroni",
+                    f"leader changed from {self._last_leader} to {view.leader}",
+                )
             self._last_leader = view.leader
         for node in [*self.stack.topology.running("ingress"), EDGE_NODE]:
             if self._frozen(node):
@@ -151,7 +166,9 @@ class LocalPlatform(Platform):
             "state_dir": str(self.stack.state_dir),
             "edge": self.layout.base_url,
             "cgroups": self.stack.group(EDGE_NODE).mechanism,
-            "zones": {zone.name: [n.name for n in zone.nodes] for zone in topology.zones},
+            "zones": {
+                zone.name: [n.name for n in zone.nodes] for zone in topology.zones
+            },
             "patroni": topology.patroni.model_dump(),
             "app": topology.app.model_dump(),
             "ingress": topology.ingress.model_dump(),

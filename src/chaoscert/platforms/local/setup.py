@@ -23,7 +23,8 @@ def run(state_dir: Path, console: Console) -> int:
         packages = sorted({package for _, package in PROGRAMS.values()})
         if os.geteuid() != 0:
             raise MissingProgramError(
-                "missing: " + "; ".join(missing)
+                "missing: "
+                + "; ".join(missing)
                 + f". As root: apt-get install -y {' '.join(packages)}"
             )
         console.print(f"installing Debian packages: {' '.join(packages)}")
@@ -36,17 +37,22 @@ def run(state_dir: Path, console: Console) -> int:
         # Debian starts the packaged services; the stack runs its own copies.
         for service in ("etcd", "haproxy", "postgresql"):
             subprocess.run(
-                ["service", service, "stop"], capture_output=True, timeout=60, check=False
+                ["service", service, "stop"],
+                capture_output=True,
+                timeout=60,
+                check=False,
             )
     else:
         console.print("programs: all present")
 
     from chaoscert.platforms.local.layout import default_state_dir
     from chaoscert.platforms.local.stack import LocalStack
-    from chaoscert.topology import Topology, ZoneSpec, NodeSpec
+    from chaoscert.topology import NodeSpec, Topology, ZoneSpec
 
     probe = LocalStack(
-        Topology(name="setup", zones=(ZoneSpec(name="z", nodes=(NodeSpec(name="n"),)),)),
+        Topology(
+            name="setup", zones=(ZoneSpec(name="z", nodes=(NodeSpec(name="n"),)),)
+        ),
         state_dir or default_state_dir(),
     )
     probe.ensure_db_user()

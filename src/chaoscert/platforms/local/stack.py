@@ -21,7 +21,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from chaoscert.errors import ComponentError, MissingProgramError, ChaoscertError
+from chaoscert.errors import ChaoscertError, ComponentError, MissingProgramError
 from chaoscert.platforms.local import health
 from chaoscert.platforms.local.cgroups import NodeGroup, cgroup2_root
 from chaoscert.platforms.local.layout import (
@@ -157,7 +157,7 @@ class LocalStack:
         try:
             return (
                 subprocess.run(
-                    command, capture_output=True, timeout=30, cwd="/"
+                    command, check=False, capture_output=True, timeout=30, cwd="/"
                 ).returncode
                 == 0
             )
@@ -270,7 +270,11 @@ class LocalStack:
         self.layout.agent_pid_file(node).unlink(missing_ok=True)
 
     # -- lifecycle -------------------------------------------------------------
-    def up(self, progress: Callable[[str], None] = log.info) -> float:
+    def up(
+        self,
+        progress: Callable[[str], None] = log.info,
+        steady_timeout_s: float = STEADY_TIMEOUT_S,
+    ) -> float:
         """Start what is not running and wait for steady state; return seconds taken."""
         started = time.monotonic()
         self.check_programs()
@@ -290,7 +294,7 @@ class LocalStack:
                 leader = self.wait_for_leader(LEADER_TIMEOUT_S)
                 progress(f"database leader: {leader}")
                 self.bootstrap_database(leader, creds)
-                self.wait_steady(STEADY_TIMEOUT_S)
+                self.wait_steady(steady_timeout_s)
             except BaseException:
                 if launched:
                     progress(f"stopping what this run started: {', '.join(launched)}")
@@ -315,6 +319,10 @@ class LocalStack:
             if root_group and root_group.exists():
                 with contextlib.suppress(OSError):
                     root_group.rmdir()
+            self.layout.lock_file.unlink(missing_ok=True)
+            if self.cgroup_root:
+                with contextlib.suppress(OSError):
+                    (self.cgroup_root / "chaoscert").rmdir()
             return stopped
 
     def _known_nodes(self) -> list[str]:
@@ -370,7 +378,7 @@ class LocalStack:
         )
 
     def wait_steady(self, timeout_s: float) -> float:
-        """Wait until steady state; return seconds waited, or raise naming what is not."""
+        """Wait for steady state; return seconds waited, or raise naming what is not."""
         started = time.monotonic()
         deadline = started + timeout_s
         problems: list[str] = []

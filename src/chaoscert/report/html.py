@@ -1,0 +1,351 @@
+"""Render a run directory's results.json into one self-contained report.html."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from chaoscert.errors import ConfigError
+from chaoscert.probes.samples import Sample
+from chaoscert.report.charts import png_data_uri, time_zero_mono, timeline_png
+from chaoscert.results import (
+    FaultResult,
+    RunResults,
+    ScenarioResult,
+    TierSlo,
+    WorkflowResult,
+    load_results,
+    read_samples,
+    scenario_samples_path,
+    write_atomically,
+)
+from chaoscert.slo import (
+    allows_phrase,
+    human_duration,
+    lost_writes_phrase,
+    tier_label,
+    workflow_label,
+)
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+TEMPLATES = Path(__file__).parent / "templates"
+
+# How each fault kind reads after "when" in a headline; {target} is filled in.
+_FAULT_PHRASES = {
+    "node hang": "node {target} hung",
+    "node crash": "node {target} crashed",
+    "zone hang": "zone {target} hung",
+    "zone crash": "zone {target} crashed",
+    "database primary hang": "the node holding the Postgres primary hung",
+    "database primary crash": "the node holding the Postgres primary crashed",
+    "database switchover": "the database switched over to a new primary",
+    "ingress replica kill": "ingress replica {target} was killed",
+    "app replica kill": "app replica {target} was killed",
+    "dcs quorum loss": "the DCS (etcd) lost quorum",
+}
+
+
+@dataclass(frozen=True)
+class TierHeadline:
+    heading: str
+    status: str  # CERTIFIED, NOT CERTIFIED, NOT CERTIFIED (incomplete), NOT MEASURED
+    css: str  # pass, fail, unknown
+    sentence: str
+
+
+@dataclass(frozen=True)
+class WorkflowView:
+    result: WorkflowResult
+    tier_heading: str
+    findings: list[str]
+    windows: list[str]
+
+
+@dataclass(frozen=True)
+class EventView:
+    at: str
+    relative: str
+    source: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ScenarioView:
+    result: ScenarioResult
+    anchor: str
+    fault_text: str
+    chart_uri: str | None
+    chart_note: str
+    samples_count: int | None
+    workflows: list[WorkflowView]
+    events: list[EventView] = field(default_factory=list)
+    healed_after: str = ""
+
+
+def render_report(run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` from ``run_dir/results.json`` and the samples
+    files it names; returns the report's path. A missing samples file or an
+    incomplete run still renders, and says so."""
+    results = load_results(run_dir)
+    scenarios = [
+        _scenario_view(run_dir, index, scenario, results)
+        for index, scenario in enumerate(results.scenarios, start=1)
+    ]
+    html = (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            run=results,
+            headlines=tier_headlines(results),
+            scenarios=scenarios,
+            status_counts=_status_counts(results),
+        )
+    )
+
+    path = run_dir / REPORT_FILE
+    write_atomically(path, html)
+    log.info("report of run %s written to %s", results.run_id, path)
+    return path
+
+
+def tier_headlines(results: RunResults) -> list[TierHeadline]:
+    """The certification verdict of every tier, in plain words."""
+    names = list(results.tiers)
+    for scenario in results.scenarios:
+        names += [w.tier for w in scenario.workflows if w.tier not in names]
+    return [_tier_headline(results, name) for name in names]
+
+
+def _tier_headline(results: RunResults, tier_name: str) -> TierHeadline:
+    heading = _tier_heading(results.tiers.get(tier_name), tier_name)
+    judged = [
+        (scenario, workflow)
+        for scenario in results.scenarios
+        for workflow in scenario.workflows
+        if workflow.tier == tier_name
+    ]
+    failures = [(s, w) for s, w in judged if w.verdict != "pass"]
+    errors = [s for s in results.scenarios if s.status == "error"]
+
+    if failures:
+        scenario, workflow = min(failures, key=lambda pair: _severity(pair[1]))
+        sentence = _failure_sentence(scenario, workflow)
+        if len(failures) > 1:
+            more = _count(len(failures) - 1, "more failure")
+            sentence += f" ({more} below)"
+        return TierHeadline(heading, "NOT CERTIFIED", "fail", sentence)
+    if not results.complete or errors:
+        why = []
+        if not results.complete:
+            why.append("the run did not finish")
+        if errors:
+            why.append(f"{_count(len(errors), 'scenario')} ended in an error")
+        return TierHeadline(
+            heading,
+            "NOT CERTIFIED (incomplete)",
+            "unknown",
+            " and ".join(why) + "; no limit was seen broken in what was measured",
+        )
+    if not judged:
+        return TierHeadline(
+            heading, "NOT MEASURED", "unknown", "no scenario measured this tier"
+        )
+    return TierHeadline(heading, "CERTIFIED", "pass", _pass_sentence(judged))
+
+
+def _pass_sentence(judged: Sequence[tuple[ScenarioResult, WorkflowResult]]) -> str:
+    scenarios = len({id(scenario) for scenario, _ in judged})
+    scenario, workflow = max(judged, key=lambda pair: pair[1].max_outage_s)
+    kept = f"every workflow kept its limits in {_count(scenarios, 'scenario')}"
+    if workflow.max_outage_s == 0:
+        return f"{kept}; no outage was measured"
+    return (
+        f"{kept}; the longest outage was {workflow_label(workflow.name)}"
+        f" down {human_duration(workflow.max_outage_s)}"
+        f"{_when(scenario.fault)}; limit {human_duration(workflow.slo.max_outage_s)}"
+    )
+
+
+def _severity(workflow: WorkflowResult) -> tuple[bool, bool, float]:
+    # Most severe first: unmeasured or unrecovered, then lost data, then the
+    # largest overrun of the outage limit.
+    return (
+        workflow.samples > 0 and workflow.recovered,
+        workflow.lost_writes <= workflow.slo.rpo_writes,
+        -workflow.max_outage_s / max(workflow.slo.max_outage_s, 1e-9),
+    )
+
+
+def _failure_sentence(scenario: ScenarioResult, workflow: WorkflowResult) -> str:
+    name = workflow_label(workflow.name)
+    slo = workflow.slo
+    when = _when(scenario.fault)
+    if workflow.samples == 0:
+        return f"{name} was not measured in scenario “{scenario.name}”"
+    if not workflow.recovered:
+        after = f", after {when.removeprefix(' when ')}" if when else ""
+        return f"{name} had not recovered when measurement ended{after}"
+    if workflow.lost_writes > slo.rpo_writes:
+        return (
+            f"{lost_writes_phrase(workflow.name, workflow.lost_writes)}{when};"
+            f" {tier_label(workflow.tier)} {allows_phrase(slo.rpo_writes)}"
+        )
+    if workflow.max_outage_s > slo.max_outage_s:
+        down = human_duration(workflow.max_outage_s, above_s=slo.max_outage_s)
+        return f"{name} was down {down}{when}; limit {human_duration(slo.max_outage_s)}"
+    return workflow.reasons[0] if workflow.reasons else f"{name} failed its tier"
+
+
+def fault_phrase(fault: FaultResult) -> str:
+    """``the node holding the Postgres primary hung``, for a headline."""
+    kind = re.sub(r"[-_\s]+", " ", fault.kind).strip().lower()
+    template = _FAULT_PHRASES.get(kind, f"{fault.kind} hit {{target}}")
+    return template.format(target=fault.target)
+
+
+def _when(fault: FaultResult | None) -> str:
+    return f" when {fault_phrase(fault)}" if fault is not None else ""
+
+
+def _tier_heading(tier: TierSlo | None, name: str) -> str:
+    """``Tier 1: the warehouse floor`` -> ``Tier 1 (the warehouse floor)``."""
+    if tier is None:
+        return tier_label(name).capitalize()
+    head, colon, tail = tier.title.partition(":")
+    return f"{head.strip()} ({tail.strip()})" if colon and tail.strip() else tier.title
+
+
+def _scenario_view(
+    run_dir: Path, index: int, scenario: ScenarioResult, results: RunResults
+) -> ScenarioView:
+    samples, note = _load_samples(run_dir, scenario)
+    chart_uri = None
+    if samples:
+        chart_uri = png_data_uri(timeline_png(scenario, samples))
+    elif not note:
+        note = "no samples were recorded for this scenario"
+    zero = _event_zero_mono(scenario, samples or [])
+
+    fault = scenario.fault
+    healed_after = ""
+    if fault and fault.injected_mono is not None and fault.healed_mono is not None:
+        healed_after = human_duration(fault.healed_mono - fault.injected_mono)
+    return ScenarioView(
+        result=scenario,
+        anchor=f"scenario-{index}",
+        fault_text=fault_phrase(fault) if fault else "",
+        chart_uri=chart_uri,
+        chart_note=note,
+        samples_count=None if samples is None else len(samples),
+        workflows=[_workflow_view(w, results, zero) for w in scenario.workflows],
+        events=[
+            _event_view(e.at, e.mono, e.source, e.text, zero) for e in scenario.events
+        ],
+        healed_after=healed_after,
+    )
+
+
+def _event_zero_mono(scenario: ScenarioResult, samples: list[Sample]) -> float | None:
+    fault = scenario.fault
+    if fault is not None and fault.injected_mono is not None:
+        return fault.injected_mono
+    if scenario.started_mono is not None:
+        return scenario.started_mono
+    return time_zero_mono(scenario, samples) if samples else None
+
+
+def _load_samples(
+    run_dir: Path, scenario: ScenarioResult
+) -> tuple[list[Sample] | None, str]:
+    if not scenario.samples_file:
+        return None, "this scenario names no samples file"
+    path = scenario_samples_path(run_dir, scenario)
+    if path is None:
+        return None, f"samples file {scenario.samples_file} lies outside the run"
+    if not path.exists():
+        return None, f"samples file {scenario.samples_file} is missing (incomplete)"
+    try:
+        return read_samples(path), ""
+    except ConfigError as exc:
+        return None, f"samples file unreadable: {exc}"
+
+
+def _workflow_view(
+    workflow: WorkflowResult, results: RunResults, zero: float | None
+) -> WorkflowView:
+    findings = list(workflow.reasons)
+    if workflow.verdict == "pass":
+        limit = human_duration(workflow.slo.max_outage_s)
+        if workflow.max_outage_s == 0:
+            findings = [f"{workflow_label(workflow.name)} had no outage"]
+        else:
+            down = human_duration(workflow.max_outage_s)
+            findings = [
+                f"{workflow_label(workflow.name)} was down for {down} at most,"
+                f" within its limit of {limit}"
+            ]
+    heading = _tier_heading(results.tiers.get(workflow.tier), workflow.tier)
+    windows = [_window_text(w.start_mono, w.end_mono, zero) for w in workflow.windows]
+    return WorkflowView(workflow, heading, findings, windows)
+
+
+def _window_text(start_mono: float, end_mono: float | None, zero: float | None) -> str:
+    origin = 0.0 if zero is None else zero
+    start = f"{start_mono - origin:+.1f} s"
+    if end_mono is None:
+        return f"{start}, still open when measurement ended"
+    length = human_duration(end_mono - start_mono)
+    return f"{start} to {end_mono - origin:+.1f} s ({length})"
+
+
+def _event_view(
+    at: datetime, mono: float | None, source: str, text: str, zero: float | None
+) -> EventView:
+    relative = "" if mono is None or zero is None else f"{mono - zero:+.1f} s"
+    return EventView(format_wall(at, with_ms=True), relative, source, text)
+
+
+def _status_counts(results: RunResults) -> str:
+    counts: dict[str, int] = {}
+    for scenario in results.scenarios:
+        counts[scenario.status] = counts.get(scenario.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def format_wall(value: datetime | None, with_ms: bool = False) -> str:
+    if value is None:
+        return "—"
+    pattern = "%Y-%m-%d %H:%M:%S.%f" if with_ms else "%Y-%m-%d %H:%M:%S"
+    text = value.strftime(pattern)
+    return (text[:-3] if with_ms else text) + " UTC"
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f} s"
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["duration"] = human_duration
+    env.filters["seconds"] = _seconds
+    env.filters["wall"] = format_wall
+    env.filters["label"] = workflow_label
+    return env

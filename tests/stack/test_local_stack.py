@@ -1,0 +1,205 @@
+"""The local stack and its faults, on real etcd, Patroni, PostgreSQL and HAProxy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from chaoscert.errors import ComponentError
+from chaoscert.platforms.local import health
+from chaoscert.platforms.local.platform import LocalPlatform
+from chaoscert.platforms.local.stack import LocalStack
+from tests.stack.conftest import test_topology
+
+pytestmark = pytest.mark.stack
+
+FAILOVER_BOUND_S = 90.0
+STEADY_BOUND_S = 180.0
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"{what} not seen within {timeout_s:.0f} s")
+
+
+def new_leader(platform: LocalPlatform, old: str) -> str | None:
+    others = [n for n in platform.nodes() if n != old]
+    view = health.patroni_cluster(platform.layout, others)
+    return view.leader if view.leader not in (None, old) else None
+
+
+def test_stack_is_steady_and_up_is_idempotent(local_platform: LocalPlatform) -> None:
+    before = {s.node: s.pids for s in local_platform.stack.status()}
+
+    seconds = local_platform.stack.up()
+
+    after = local_platform.stack.status()
+    assert all(s.state == "running" for s in after), after
+    assert {s.node: s.pids for s in after} == before
+    assert health.steady_state_problems(local_platform.layout, True) == []
+    assert seconds < STEADY_BOUND_S
+
+
+def test_app_answers_through_the_edge(local_platform: LocalPlatform) -> None:
+    endpoint = local_platform.endpoint()
+    body = {
+        "jsonrpc": "2.0",
+        "method": "call",
+        "id": 1,
+        "params": {"service": "common", "method": "version", "args": []},
+    }
+
+    answer = httpx.post(endpoint.base_url + "/jsonrpc", json=body, timeout=5).json()
+
+    assert answer["result"]["server_serie"] == "17.0"
+
+
+def test_primary_hang_fails_over_and_old_primary_rejoins(
+    local_platform: LocalPlatform,
+) -> None:
+    local_platform.wait_steady(STEADY_BOUND_S)
+    old = local_platform.database_primary()
+
+    handle = local_platform.inject("database_primary_hang", "")
+    try:
+        assert handle.target == old
+        assert local_platform.stack.group(old).frozen()
+        leader = wait_for(
+            lambda: new_leader(local_platform, old), FAILOVER_BOUND_S, "a new leader"
+        )
+    finally:
+        handle.heal()
+
+    assert not local_platform.stack.group(old).frozen()
+    local_platform.wait_steady(STEADY_BOUND_S)
+    view = health.patroni_cluster(local_platform.layout)
+    assert view.leader == leader
+    assert view.state_of(old) == "streaming"
+    assert local_platform.registry.live() == []
+
+
+def test_primary_crash_kills_the_node_and_heal_restarts_it(
+    local_platform: LocalPlatform,
+) -> None:
+    local_platform.wait_steady(STEADY_BOUND_S)
+    old = local_platform.database_primary()
+
+    handle = local_platform.inject("database_primary_crash", "")
+    try:
+        assert local_platform.stack.group(old).pids() == []
+        assert local_platform.stack.agent_pid(old) is None
+        wait_for(
+            lambda: new_leader(local_platform, old), FAILOVER_BOUND_S, "a new leader"
+        )
+    finally:
+        handle.heal()
+
+    local_platform.wait_steady(STEADY_BOUND_S)
+    assert health.patroni_cluster(local_platform.layout).state_of(old) == "streaming"
+
+
+def test_a_process_killed_alone_is_restarted_by_its_node(
+    local_platform: LocalPlatform,
+) -> None:
+    local_platform.wait_steady(STEADY_BOUND_S)
+    pid_file = local_platform.layout.run_dir("a1") / "gunicorn.pid"
+    old_pid = int(pid_file.read_text())
+
+    os.kill(old_pid, signal.SIGKILL)
+
+    wait_for(
+        lambda: (
+            pid_file.exists() and int(pid_file.read_text() or 0) not in (0, old_pid)
+        ),
+        30,
+        "a new app process on a1",
+    )
+    local_platform.wait_steady(STEADY_BOUND_S)
+
+
+def test_a_leftover_frozen_node_is_found_and_healed(
+    local_platform: LocalPlatform,
+) -> None:
+    local_platform.wait_steady(STEADY_BOUND_S)
+    handle = local_platform.inject("node_hang", "c1")
+    # A run killed with SIGKILL leaves the record behind and heals nothing.
+    record = local_platform.registry.record
+    assert record is not None and record.exists()
+    local_platform.registry._live.clear()
+
+    healed = local_platform.heal_leftovers()
+
+    assert healed and "c1" in healed[0]
+    assert not local_platform.stack.group("c1").frozen()
+    assert not record.exists()
+    handle.healed_mono = time.monotonic()
+    local_platform.wait_steady(STEADY_BOUND_S)
+
+
+def test_a_component_that_cannot_start_is_named_and_the_rest_stopped() -> None:
+    topology = test_topology(offset=12000, name="blocked-edge")
+    # Under /var/tmp: the database user cannot reach pytest's private tmp_path.
+    state_dir = Path(f"/var/tmp/chaoscert-test-blocked-{os.getpid()}")
+    stack = LocalStack(topology, state_dir)
+    blocker = _listen(topology.edge_address, topology.ports.edge)
+    try:
+        with pytest.raises(ComponentError) as caught:
+            stack.up(steady_timeout_s=25)
+        after = stack.status()
+        leftovers = _marked_processes(stack.stack_id)
+    finally:
+        blocker.close()
+        stack.down()
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+    message = str(caught.value)
+    assert "edge" in message
+    assert str(stack.layout.log_of("edge", "haproxy")) in message
+    assert all(s.state == "stopped" for s in after), after
+    assert leftovers == []
+
+
+def test_down_leaves_no_process_and_no_lock(local_platform: LocalPlatform) -> None:
+    stack = local_platform.stack
+
+    stack.down()
+
+    assert not _marked_processes(stack.stack_id)
+    assert all(s.state == "stopped" and s.pids == 0 for s in stack.status())
+    assert not stack.layout.lock_file.exists()
+    assert not any(
+        stack.layout.agent_pid_file(n).exists() for n in stack.layout.nodes()
+    )
+
+
+def _listen(address: str, port: int):
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, port))
+    sock.listen()
+    return sock
+
+
+def _marked_processes(stack_id: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("CHAOSCERT_STACK") == stack_id:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
