@@ -10,7 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from chaoscert.errors import ConfigError
 
-WORKFLOWS = ("warehouse_scanning", "dispatch", "procurement_approval", "invoice_posting")
+WORKFLOWS = (
+    "warehouse_scanning",
+    "dispatch",
+    "procurement_approval",
+    "invoice_posting",
+)
 
 
 class Strict(BaseModel):
@@ -58,7 +63,9 @@ class SloConfig(Strict):
         try:
             return self.tiers[self.workflows[workflow]]
         except KeyError:
-            raise ConfigError(f"workflow {workflow!r} has no tier in the SLO file") from None
+            raise ConfigError(
+                f"workflow {workflow!r} has no tier in the SLO file"
+            ) from None
 
 
 def load_yaml(path: Path) -> Any:

@@ -16,7 +16,9 @@ class MissingProgramError(ChaoscertError):
 class ComponentError(ChaoscertError):
     """A component of the platform did not start, stop or answer in time."""
 
-    def __init__(self, message: str, component: str = "", node: str = "", log: str = ""):
+    def __init__(
+        self, message: str, component: str = "", node: str = "", log: str = ""
+    ):
         super().__init__(message)
         self.component = component
         self.node = node

@@ -50,6 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-id", default=None, help="run id (default: generated)")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # One INFO line per probe request would drown the run's narration.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 class RunState:
     """What one pytest session shares across scenarios."""
 

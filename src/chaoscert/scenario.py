@@ -19,10 +19,10 @@ from chaoscert.probes.engine import ProbeSession
 from chaoscert.probes.ledger import LedgerCheck
 from chaoscert.probes.samples import Sample
 from chaoscert.results import (
-    Status,
     EventResult,
     FaultResult,
     ScenarioResult,
+    Status,
     workflow_result,
 )
 
@@ -31,6 +31,9 @@ log = logging.getLogger("chaoscert.scenario")
 OBSERVE_INTERVAL_S = 0.5
 # A workflow counts as available again after this many successes in a row.
 RECOVERED_AFTER_SUCCESSES = 5
+# After recovery, traffic goes on this long so that a relapse (a healed node
+# rejoining, a second failover) is measured and judged too.
+SETTLE_AFTER_RECOVERY_S = 10.0
 
 
 @dataclass
@@ -135,7 +138,8 @@ class ScenarioRun:
     # -- recovery ----------------------------------------------------------------
     def wait_available(self, timeout_s: float) -> dict[str, float]:
         """Wait until every workflow has succeeded RECOVERED_AFTER_SUCCESSES times in
-        a row; return seconds waited per workflow. Raise naming those that did not."""
+        a row, then keep measuring SETTLE_AFTER_RECOVERY_S; return seconds waited
+        per workflow. Raise naming those that did not recover."""
         assert self.probes is not None, "traffic was not started"
         started = time.monotonic()
         waited: dict[str, float] = {}
@@ -154,6 +158,7 @@ class ScenarioRun:
             raise AssertionError(
                 f"{names} not available again within {timeout_s:.0f} s of asking"
             )
+        self.run_for(SETTLE_AFTER_RECOVERY_S)
         return waited
 
     # -- measurement ---------------------------------------------------------------

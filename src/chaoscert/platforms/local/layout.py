@@ -337,6 +337,8 @@ def app_service(layout: Layout, node: str) -> ServicePlan:
             # gunicorn's worker timeout plays Odoo's limit_time_real.
             f"--timeout={app.worker_timeout_s}",
             "--graceful-timeout=5",
+            # gunicorn keeps one control socket per user: replicas would share it.
+            "--no-control-socket",
             f"--pid={layout.run_dir(node) / 'gunicorn.pid'}",
             "chaoscert.standin.app:application",
         ],

@@ -148,9 +148,10 @@ class LocalPlatform(Platform):
             servers = health.haproxy_servers(self.layout.haproxy_socket(node)) or {}
             before = self._last_servers.get(node, {})
             for server, status in servers.items():
-                if before and before.get(server) != status:
+                # "UP 1/2" and the like are checks in progress, not a change.
+                if before and _settled(before.get(server)) != _settled(status):
                     who = "edge" if node == EDGE_NODE else f"ingress {node}"
-                    self.event("haproxy", f"{who} marks {server} {status}")
+                    self.event("haproxy", f"{who} marks {server} {_settled(status)}")
             if servers:
                 self._last_servers[node] = servers
 
@@ -176,3 +177,7 @@ class LocalPlatform(Platform):
 
     def secrets(self) -> list[str]:
         return self.stack.credentials().values()
+
+
+def _settled(status: str | None) -> str:
+    return (status or "").split(" ", 1)[0]

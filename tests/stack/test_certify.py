@@ -1,0 +1,85 @@
+"""`chaoscert run` end to end: the failover feature on the real local stack."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chaoscert.platforms.local.platform import LocalPlatform
+from chaoscert.results import load_results, read_samples, scenario_samples_path
+from tests.stack.conftest import ROOT, TEST_STATE_DIR
+
+pytestmark = pytest.mark.stack
+
+RUN_BOUND_S = 900
+
+
+def test_primary_hang_scenario_is_measured_judged_and_reported(
+    local_platform: LocalPlatform, stack_topology_file: Path, tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chaoscert.cli",
+            "run",
+            f"--topology={stack_topology_file}",
+            f"--state-dir={TEST_STATE_DIR}",
+            f"--reports-dir={reports}",
+            f"--suite={ROOT}",
+            "--",
+            "-k",
+            "hang",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_BOUND_S,
+        check=False,
+    )
+
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = (reports / "latest").resolve()
+    results = load_results(run_dir)
+    assert results.complete
+    [scenario] = results.scenarios
+    assert scenario.status in ("passed", "failed")
+    assert scenario.fault is not None
+    assert scenario.fault.kind == "database_primary_hang"
+    assert scenario.fault.healed_at is not None
+    workflows = {w.name: w for w in scenario.workflows}
+    assert set(workflows) == {"warehouse_scanning", "dispatch"}
+    dispatch = workflows["dispatch"]
+    # Synchronous replication: no acknowledged dispatch may go missing.
+    assert dispatch.acknowledged_writes > 0
+    assert dispatch.lost_writes == 0
+    for workflow in workflows.values():
+        assert workflow.recovered
+        # A hung primary stops every workflow that needs the database.
+        assert workflow.max_outage_s > 0
+        within = workflow.max_outage_s <= workflow.slo.max_outage_s
+        assert (workflow.verdict == "pass") == within, workflow
+    expected = (
+        "passed" if all(w.verdict == "pass" for w in workflows.values()) else "failed"
+    )
+    assert scenario.status == expected
+    samples = read_samples(scenario_samples_path(run_dir, scenario))
+    assert len(samples) == sum(w.samples for w in workflows.values())
+    report = (run_dir / "report.html").read_text()
+    assert scenario.name in report
+    assert "data:image/png;base64" in report
+    assert (run_dir / "junit.xml").exists()
+    json.loads((run_dir / "cucumber.json").read_text())
+    for secret in local_platform.secrets():
+        for path in run_dir.rglob("*"):
+            if path.is_file():
+                assert secret not in path.read_text(errors="replace"), path
+    assert local_platform.registry.live() == []
