@@ -71,7 +71,7 @@ def cmd_local_down(args: argparse.Namespace) -> int:
 def cmd_setup(args: argparse.Namespace) -> int:
     from chaoscert.platforms.local import setup
 
-    return setup.run(Path(args.state_dir), console)
+    return setup.run(console)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -137,7 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     setup = commands.add_parser(
         "setup", help="install what the local stack needs (apt-get when root)"
     )
-    setup.add_argument("--state-dir", default=str(default_state_dir()))
     setup.set_defaults(func=cmd_setup)
 
     run = commands.add_parser(

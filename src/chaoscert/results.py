@@ -92,6 +92,7 @@ class WorkflowResult(_Model):
     lost_writes: int
     lost_write_ids: list[int] = Field(default_factory=list)
     acknowledged_writes: int = 0
+    writes: bool = Field(default=True, description="False: the workflow only reads")
     resolution_s: float
     slo: SloApplied
     verdict: Literal["pass", "fail"]
@@ -188,7 +189,7 @@ def tier_slo(tier: Tier) -> TierSlo:
 
 
 def workflow_result(
-    verdict: WorkflowVerdict, acknowledged_writes: int = 0
+    verdict: WorkflowVerdict, acknowledged_writes: int = 0, writes: bool = True
 ) -> WorkflowResult:
     """The results.json entry of one judged workflow."""
     figures, tier = verdict.figures, verdict.tier
@@ -204,6 +205,7 @@ def workflow_result(
         lost_writes=figures.lost_writes,
         lost_write_ids=list(figures.lost_write_ids),
         acknowledged_writes=acknowledged_writes,
+        writes=writes,
         resolution_s=figures.resolution_s,
         slo=SloApplied(
             max_outage_s=tier.max_outage_s,

@@ -18,6 +18,7 @@ from chaoscert.platforms.base import FaultHandle, Platform
 from chaoscert.probes.engine import ProbeSession
 from chaoscert.probes.ledger import LedgerCheck
 from chaoscert.probes.samples import Sample
+from chaoscert.probes.workflows import get_workflow
 from chaoscert.results import (
     EventResult,
     FaultResult,
@@ -264,6 +265,7 @@ class ScenarioRun:
                 workflow_result(
                     verdict,
                     self.ledger[w].acknowledged if w in self.ledger else 0,
+                    writes=get_workflow(w).write_model is not None,
                 )
                 for w, verdict in self.verdicts.items()
             ],

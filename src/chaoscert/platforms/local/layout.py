@@ -38,6 +38,12 @@ def default_state_dir() -> Path:
     return Path(base) / "chaoscert"
 
 
+def dbtier_venv() -> Path:
+    """Where `chaoscert setup` puts an interpreter with Patroni for the database
+    user, when that user cannot run the project's own (one under /root, say)."""
+    return default_state_dir() / "dbtier-venv"
+
+
 @dataclass
 class ServicePlan:
     """One program a node runs; the agent restarts it when it dies alone."""

@@ -7,7 +7,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -22,11 +21,10 @@ import psycopg
 from psycopg import sql
 
 from chaoscert.errors import ChaoscertError, ComponentError, MissingProgramError
-from chaoscert.platforms.local import health
+from chaoscert.platforms.local import dbtier, health
 from chaoscert.platforms.local.cgroups import NodeGroup, cgroup2_root
 from chaoscert.platforms.local.layout import (
     APP_ROLE,
-    DB_USER,
     EDGE_NODE,
     PG_BIN,
     Credentials,
@@ -86,8 +84,7 @@ class LocalStack:
     # -- identities ----------------------------------------------------------
     @property
     def db_user(self) -> str | None:
-        """PostgreSQL refuses root: as root, the database tier runs as DB_USER."""
-        return DB_USER if os.geteuid() == 0 else None
+        return dbtier.db_user()
 
     def group(self, node: str) -> NodeGroup:
         return NodeGroup(self.stack_id, node, self.cgroup_root)
@@ -109,60 +106,6 @@ class LocalStack:
                 + "; ".join(missing)
                 + f". {hint}"
             )
-
-    def ensure_db_user(self) -> None:
-        user = self.db_user
-        if user is None:
-            return
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    user,
-                ],
-                check=True,
-                capture_output=True,
-                timeout=30,
-            )
-            log.info("created system user %s for the database tier", user)
-
-    def db_python(self) -> str:
-        """An interpreter with Patroni that the database user can run."""
-        candidates = [
-            os.environ.get("CHAOSCERT_DB_PYTHON", ""),
-            sys.executable,
-            str(self.state_dir / "dbtier-venv" / "bin" / "python"),
-        ]
-        for candidate in filter(None, candidates):
-            if self._db_user_can_run(candidate):
-                return candidate
-        who = self.db_user or "this user"
-        raise MissingProgramError(
-            f"the database tier runs as {who}, and no interpreter it can run has"
-            f" Patroni (tried {', '.join(filter(None, candidates))});"
-            " run `make setup` to create "
-            f"{self.state_dir / 'dbtier-venv'}, or set CHAOSCERT_DB_PYTHON"
-        )
-
-    def _db_user_can_run(self, python: str) -> bool:
-        command = [python, "-c", "import patroni, psycopg"]
-        if self.db_user:
-            command = ["runuser", "-u", self.db_user, "--", *command]
-        try:
-            return (
-                subprocess.run(
-                    command, check=False, capture_output=True, timeout=30, cwd="/"
-                ).returncode
-                == 0
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return False
 
     # -- locking ---------------------------------------------------------------
     @contextlib.contextmanager
@@ -280,8 +223,8 @@ class LocalStack:
         self.check_programs()
         with self.locked():
             self._refuse_other_topology()
-            self.ensure_db_user()
-            python = self.db_python()
+            dbtier.ensure_db_user()
+            python = dbtier.db_python()
             creds = self.credentials()
             render(self.layout, creds, python, self.db_user)
             launched: list[str] = []
