@@ -12,6 +12,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from chaoscert.errors import ChaoscertError
+from chaoscert.platforms.local import health
 from chaoscert.platforms.local.layout import default_state_dir
 from chaoscert.platforms.local.stack import LocalStack
 from chaoscert.topology import load_topology
@@ -39,25 +40,28 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 def cmd_local_status(args: argparse.Namespace) -> int:
     stack = _stack(args)
+    out = Console()
     table = Table(title=f"local stack in {stack.state_dir}")
     for column in ("node", "zone", "address", "state", "processes"):
         table.add_column(column)
-    for status in stack.status():
+    statuses = stack.status()
+    for status in statuses:
         table.add_row(
             status.node, status.zone, status.address, status.state, str(status.pids)
         )
-    Console().print(table)
-    from chaoscert.platforms.local import health
-
+    out.print(table)
+    if all(status.state == "stopped" for status in statuses):
+        out.print("not running; start it with `chaoscert local up`")
+        return 1
+    view = health.patroni_cluster(stack.layout)
+    out.print(f"database leader: {view.leader or 'none'}")
     problems = health.steady_state_problems(
         stack.layout, stack.topology.patroni.synchronous_mode
     )
-    view = health.patroni_cluster(stack.layout)
-    Console().print(f"database leader: {view.leader or 'none'}")
     if problems:
-        Console().print("not in steady state: " + "; ".join(problems))
+        out.print("not in steady state: " + "; ".join(problems))
         return 1
-    Console().print("steady state")
+    out.print("steady state")
     return 0
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEST_STATE_DIR = Path(os.environ.get("CHAOSCERT_TEST_HOME", "/var/tmp/chaoscert-test"))
 
 
-def test_topology(offset: int = 10000, name: str = "reference-test") -> Topology:
+def shifted_topology(offset: int = 10000, name: str = "reference-test") -> Topology:
     """The reference topology on ports shifted by `offset`."""
     reference = load_topology(ROOT / "fixtures/topologies/reference.yaml")
     ports = Ports(
@@ -44,7 +44,7 @@ def stack_topology_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             + " (run `make setup`)"
         )
     return write_topology(
-        tmp_path_factory.mktemp("topology") / "t.json", test_topology()
+        tmp_path_factory.mktemp("topology") / "t.json", shifted_topology()
     )
 
 

@@ -16,7 +16,7 @@ from chaoscert.errors import ComponentError
 from chaoscert.platforms.local import health
 from chaoscert.platforms.local.platform import LocalPlatform
 from chaoscert.platforms.local.stack import LocalStack
-from tests.stack.conftest import test_topology
+from tests.stack.conftest import shifted_topology
 
 pytestmark = pytest.mark.stack
 
@@ -149,7 +149,7 @@ def test_a_leftover_frozen_node_is_found_and_healed(
 
 
 def test_a_component_that_cannot_start_is_named_and_the_rest_stopped() -> None:
-    topology = test_topology(offset=12000, name="blocked-edge")
+    topology = shifted_topology(offset=12000, name="blocked-edge")
     # Under /var/tmp: the database user cannot reach pytest's private tmp_path.
     state_dir = Path(f"/var/tmp/chaoscert-test-blocked-{os.getpid()}")
     stack = LocalStack(topology, state_dir)

@@ -9,6 +9,7 @@ Run as ``python -m chaoscert.platforms.local.agent PLAN_FILE STACK_ID``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pwd
@@ -38,11 +39,13 @@ class Supervised:
     backoff_s: float = BACKOFF_FIRST_S
     next_start: float = 0.0
     started_at: float = field(default=0.0)
+    last_exit: int | None = None
 
 
 class Agent:
-    def __init__(self, plan: NodePlan, stack_id: str):
+    def __init__(self, plan: NodePlan, stack_id: str, status_file: Path):
         self.plan = plan
+        self.status_file = status_file
         self.stack_id = stack_id
         self.services = [Supervised(service) for service in plan.services]
         self.stopping = False
@@ -81,6 +84,20 @@ class Agent:
             item.process.pid,
         )
 
+    def write_status(self) -> None:
+        """Restart counts per service, for `chaoscert local up` to blame."""
+        status = {
+            item.plan.name: {
+                "restarts": item.restarts,
+                "last_exit": item.last_exit,
+                "log": item.plan.log,
+            }
+            for item in self.services
+        }
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        tmp.replace(self.status_file)
+
     def tick(self) -> None:
         now = time.monotonic()
         for item in self.services:
@@ -94,7 +111,9 @@ class Agent:
                     item.backoff_s = BACKOFF_FIRST_S
                 continue
             item.restarts += 1
+            item.last_exit = code
             item.process = None
+            self.write_status()
             item.next_start = now + item.backoff_s
             log.warning(
                 "node %s: %s exited with %s; restart %d in %.1f s",
@@ -130,6 +149,7 @@ class Agent:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        self.write_status()
         while not self.stopping:
             self.tick()
             time.sleep(POLL_S)
@@ -146,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    plan = NodePlan.from_json(Path(args[0]).read_text())
-    return Agent(plan, args[1]).run()
+    plan_file = Path(args[0])
+    plan = NodePlan.from_json(plan_file.read_text())
+    status_file = plan_file.parent / "run" / "agent-status.json"  # see Layout
+    return Agent(plan, args[1], status_file).run()
 
 
 if __name__ == "__main__":

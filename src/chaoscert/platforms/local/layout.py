@@ -144,6 +144,9 @@ class Layout:
     def agent_pid_file(self, node: str) -> Path:
         return self.run_dir(node) / "agent.pid"
 
+    def agent_status_file(self, node: str) -> Path:
+        return self.run_dir(node) / "agent-status.json"
+
     def haproxy_socket(self, node: str) -> Path:
         return self.run_dir(node) / "haproxy.sock"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -164,6 +165,7 @@ class LocalStack:
             # A killed agent may leave children; a node starts clean.
             group.kill()
         self._own_node_dirs(node)
+        self.layout.agent_status_file(node).unlink(missing_ok=True)
         agent_log = open(self.layout.log_of(node, "agent"), "ab")  # noqa: SIM115
         with agent_log:
             process = subprocess.Popen(
@@ -333,18 +335,44 @@ class LocalStack:
             if not problems:
                 return time.monotonic() - started
             time.sleep(0.5)
+        looping = [
+            f"{service} on {node} exited {info['restarts']} times"
+            f" (last exit code {info['last_exit']})"
+            for node, service, info in self.crash_looping()
+        ]
         raise ComponentError(
-            f"not in steady state after {timeout_s:.0f} s: {'; '.join(problems)}",
+            f"not in steady state after {timeout_s:.0f} s: "
+            + "; ".join(looping + problems),
             **self._blame(problems),
         )
 
+    def crash_looping(self) -> list[tuple[str, str, dict[str, object]]]:
+        """(node, service, status) of every program its node had to restart twice."""
+        found = []
+        for node in self.layout.nodes():
+            try:
+                status = json.loads(self.layout.agent_status_file(node).read_text())
+            except (OSError, ValueError):
+                continue
+            for service, info in status.items():
+                if info.get("restarts", 0) >= 2:
+                    found.append((node, service, info))
+        return found
+
     def _blame(self, problems: list[str]) -> dict[str, str]:
-        """The component, node and log behind the first problem, for the message."""
+        """The component, node and log most likely behind the problems.
+
+        A program that keeps exiting is named first: it is the cause, while a
+        replica still copying data is only slow.
+        """
+        for node, service, info in self.crash_looping():
+            return {"component": service, "node": node, "log": str(info.get("log"))}
         for problem in problems:
             for node in self.layout.nodes():
-                if f" {node}" not in f" {problem}" and not (
+                mentioned = f" {node}" in f" {problem}" or (
                     node == EDGE_NODE and "edge" in problem
-                ):
+                )
+                if not mentioned:
                     continue
                 for component, service in (
                     ("etcd", "etcd"),
