@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chaoscert.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 WORKFLOWS = (
     "warehouse_scanning",
@@ -89,10 +91,15 @@ def describe_validation(path: Path, exc: ValidationError) -> str:
     return f"{path}: field {field}: {first['msg']}{more}"
 
 
-def load_slo(path: Path) -> SloConfig:
-    """Load fixtures/slo-tiers.yaml (or another file of the same shape)."""
+def load_model(path: Path, model: type[M]) -> M:
+    """Load YAML into `model`; any failure is one line naming file and field."""
     data = load_yaml(path)
     try:
-        return SloConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe_validation(path, exc)) from None
+
+
+def load_slo(path: Path) -> SloConfig:
+    """Load fixtures/slo-tiers.yaml (or another file of the same shape)."""
+    return load_model(path, SloConfig)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from chaoscert.config import Strict, describe_validation, load_yaml
-from chaoscert.errors import ConfigError
+from chaoscert.config import Strict, load_model
 
 Service = Literal["etcd", "postgres", "app", "ingress"]
 ALL_SERVICES: tuple[Service, ...] = ("etcd", "postgres", "app", "ingress")
@@ -118,8 +117,4 @@ class Topology(Strict):
 
 def load_topology(path: Path) -> Topology:
     """Load and validate a topology file; errors name the file and field."""
-    data = load_yaml(path)
-    try:
-        return Topology.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation(path, exc)) from None
+    return load_model(path, Topology)

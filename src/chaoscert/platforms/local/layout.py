@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from chaoscert.topology import Topology
+from chaoscert.topology import Service, Topology
 
 EDGE_NODE = "edge"
 DB_USER = "chaoscert"
@@ -367,35 +367,30 @@ def app_service(layout: Layout, node: str) -> ServicePlan:
 
 
 def ingress_config(layout: Layout, node: str) -> str:
-    settings = layout.topology.ingress
-    ports = layout.topology.ports
-    servers = "\n".join(
-        f"    server {app} {layout.address_of(app)}:{ports.app} check"
-        for app in layout.topology.running("app")
-    )
-    return _haproxy_config(
-        socket=layout.haproxy_socket(node),
-        bind=f"{layout.address_of(node)}:{ports.ingress}",
-        backend="app",
-        servers=servers,
-        inter_ms=settings.check_interval_ms,
-        fall=settings.fall,
-        rise=settings.rise,
-        server_timeout_s=settings.server_timeout_s,
-    )
+    """An ingress replica: balances over every app replica."""
+    bind = f"{layout.address_of(node)}:{layout.topology.ports.ingress}"
+    return _balancer_config(layout, node, bind, "app", layout.topology.ports.app)
 
 
 def edge_config(layout: Layout) -> str:
+    """The edge load balancer: balances over every ingress replica."""
+    bind = f"{layout.topology.edge_address}:{layout.topology.ports.edge}"
+    port = layout.topology.ports.ingress
+    return _balancer_config(layout, EDGE_NODE, bind, "ingress", port)
+
+
+def _balancer_config(
+    layout: Layout, node: str, bind: str, backend: Service, port: int
+) -> str:
     settings = layout.topology.ingress
-    ports = layout.topology.ports
     servers = "\n".join(
-        f"    server {ingress} {layout.address_of(ingress)}:{ports.ingress} check"
-        for ingress in layout.topology.running("ingress")
+        f"    server {target} {layout.address_of(target)}:{port} check"
+        for target in layout.topology.running(backend)
     )
     return _haproxy_config(
-        socket=layout.haproxy_socket(EDGE_NODE),
-        bind=f"{layout.topology.edge_address}:{ports.edge}",
-        backend="ingress",
+        socket=layout.haproxy_socket(node),
+        bind=bind,
+        backend=backend,
         servers=servers,
         inter_ms=settings.check_interval_ms,
         fall=settings.fall,
