@@ -101,6 +101,9 @@ MODELS: tuple[Model, ...] = (
             "email": Field("char", "Email"),
             "phone": Field("char", "Phone"),
             "is_company": Field("boolean", "Is a Company"),
+            # Added by the purchase and account modules in Odoo 17.
+            "supplier_rank": Field("integer", "Supplier Rank"),
+            "customer_rank": Field("integer", "Customer Rank"),
             "active": Field("boolean", "Active"),
         },
         order="name",

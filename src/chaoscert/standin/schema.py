@@ -56,8 +56,14 @@ TABLES = (
     email varchar,
     phone varchar,
     is_company boolean NOT NULL DEFAULT false,
+    supplier_rank integer NOT NULL DEFAULT 0,
+    customer_rank integer NOT NULL DEFAULT 0,
     active boolean NOT NULL DEFAULT true"""
     + _MAGIC,
+    # Databases bootstrapped before the ranks existed.
+    "ALTER TABLE res_partner"
+    " ADD COLUMN IF NOT EXISTS supplier_rank integer NOT NULL DEFAULT 0,"
+    " ADD COLUMN IF NOT EXISTS customer_rank integer NOT NULL DEFAULT 0",
     "CREATE TABLE IF NOT EXISTS res_users ("
     + _ID
     + """
@@ -309,11 +315,19 @@ def _seed(cur: Cursor, admin_login: str, admin_password: str, products: int) -> 
         {"login": admin_login, "partner_id": admin_partner},
     )
     _reset_admin(cur, admin, admin_login, admin_password)
-    for xmlid, name in (
-        ("chaoscert.partner_customer", "Chaoscert Customer"),
-        ("chaoscert.partner_vendor", "Chaoscert Vendor"),
+    for xmlid, name, rank in (
+        ("chaoscert.partner_customer", "Chaoscert Customer", "customer_rank"),
+        ("chaoscert.partner_vendor", "Chaoscert Vendor", "supplier_rank"),
     ):
-        _record(cur, xmlid, "res.partner", {"name": name, "is_company": True})
+        partner_id = _record(
+            cur, xmlid, "res.partner", {"name": name, "is_company": True}
+        )
+        cur.execute(
+            sql.SQL("UPDATE res_partner SET {} = 1 WHERE id = %s").format(
+                sql.Identifier(rank)
+            ),
+            (partner_id,),
+        )
     cur.execute(
         "UPDATE res_partner SET is_company = true WHERE id = %s AND NOT is_company",
         (partner,),
