@@ -1,23 +1,24 @@
-@database @tier1
+@database
 Feature: Postgres primary failover during dispatch
-  The warehouse keeps scanning and dispatching when the node that holds the
-  Postgres primary is lost: Patroni promotes the synchronous standby, the
-  app replicas reconnect, and no dispatch the warehouse was told is done
-  goes missing.
+  The warehouse keeps scanning and dispatching when the Postgres primary is
+  lost or moved: Patroni promotes a replica that holds every acknowledged
+  commit, the app replicas reconnect, and no dispatch the warehouse was told
+  is done goes missing.
 
   Background:
     Given the platform is in steady state within 120 seconds
-    And warehouse scanning and dispatch are probed
+    And every workflow is probed
     And every workflow succeeds for 5 seconds
 
-  @node @slow
-  Scenario Outline: Tier-1 workflows ride out the loss of the node holding the Postgres primary
+  @node @slow @tier1 @tier2 @tier3
+  Scenario Outline: Every workflow keeps its tier when the node holding the Postgres primary <fails>
     When the node holding the Postgres primary <fails>
     And the fault lasts 45 seconds
     And the fault is healed
     Then every workflow is available again within 60 seconds
-    And no acknowledged dispatch is lost
+    And no acknowledged write is lost
     And every workflow meets its tier
+    And the platform recovers within 120 seconds
 
     @hang
     Examples: hang
@@ -28,3 +29,22 @@ Feature: Postgres primary failover during dispatch
     Examples: crash
       | fails   |
       | crashes |
+
+  @switchover @tier1 @tier2 @tier3
+  Scenario: A planned switchover during dispatch keeps every tier and loses nothing
+    When the Postgres primary is switched over to a replica through Patroni
+    And 15 seconds pass
+    Then every workflow is available again within 60 seconds
+    And no acknowledged write is lost
+    And every workflow meets its tier
+
+  @crash @slow @rpo @tier1
+  Scenario: No acknowledged dispatch is lost when the primary crashes while replication lags
+    When replication to every replica stalls
+    And 2 seconds pass
+    And the node holding the Postgres primary crashes
+    And the fault lasts 40 seconds
+    And the fault is healed
+    Then every workflow is available again within 60 seconds
+    And no acknowledged dispatch is lost
+    And the platform recovers within 120 seconds

@@ -16,6 +16,19 @@ WORKFLOW_WORDS = {
     "invoice posting": "invoice_posting",
 }
 
+# "<target> hangs|crashes": the fault kind and the platform's target for it.
+NODE_TARGETS = {
+    "the node holding the Postgres primary": ("node", "primary"),
+    "a node holding only a Postgres replica": ("node", "replica"),
+    "an application node": ("node", "app"),
+    "the zone of the Postgres primary": ("zone", "primary"),
+}
+NODE_FAILURE = re.compile(
+    r"(?P<target>"
+    + "|".join(re.escape(t) for t in NODE_TARGETS)
+    + r"|node [a-z][a-z0-9]*|zone [a-z][a-z0-9-]*) (?P<mode>hangs|crashes)"
+)
+
 
 def workflow_names(text: str) -> list[str]:
     """'warehouse scanning and dispatch' -> ['warehouse_scanning', 'dispatch']."""
@@ -28,9 +41,15 @@ def workflow_names(text: str) -> list[str]:
     return [WORKFLOW_WORDS[w] for w in words]
 
 
+# -- Given ---------------------------------------------------------------------
 @given(parsers.parse("the platform is in steady state within {seconds:d} seconds"))
 def steady_state(chaoscert_platform: Platform, seconds: int) -> None:
     chaoscert_platform.wait_steady(seconds)
+
+
+@given("every workflow is probed")
+def every_workflow_probed(scenario_run: ScenarioRun) -> None:
+    scenario_run.start_traffic(list(scenario_run.slo.workflows))
 
 
 @given(parsers.parse("{workflows} are probed"))
@@ -44,14 +63,47 @@ def baseline(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.assert_baseline(seconds)
 
 
-@when(parsers.re(r"the node holding the Postgres primary (?P<mode>hangs|crashes)"))
-def primary_node_fails(scenario_run: ScenarioRun, mode: str) -> None:
+# -- When ----------------------------------------------------------------------
+@when(parsers.re(NODE_FAILURE.pattern))
+def node_or_zone_fails(scenario_run: ScenarioRun, target: str, mode: str) -> None:
+    scope, name = NODE_TARGETS.get(target, tuple(target.split(" ", 1)))
     kind = "hang" if mode == "hangs" else "crash"
-    scenario_run.inject(f"database_primary_{kind}")
+    scenario_run.inject(f"{scope}_{kind}", name)
+
+
+@when("the Postgres primary is switched over to a replica through Patroni")
+def switchover(scenario_run: ScenarioRun) -> None:
+    scenario_run.inject("database_switchover", "replica")
+
+
+@when(parsers.re(r"an? (?P<service>ingress|app) replica is killed"))
+def replica_killed(scenario_run: ScenarioRun, service: str) -> None:
+    scenario_run.inject(f"{service}_replica_kill", "")
+
+
+@when(parsers.re(r"(?P<count>one|two) etcd members? (?:is|are) lost"))
+def etcd_lost(scenario_run: ScenarioRun, count: str) -> None:
+    kind = "dcs_member_loss" if count == "one" else "dcs_quorum_loss"
+    scenario_run.inject(kind, "")
+
+
+@when("replication to every replica stalls")
+def replication_stalls(scenario_run: ScenarioRun) -> None:
+    scenario_run.inject("replication_stall", "")
+
+
+@when(parsers.parse("{workflow} runs at {factor:d} times its rate"))
+def burst(scenario_run: ScenarioRun, workflow: str, factor: int) -> None:
+    scenario_run.scale_rate(workflow_names(workflow)[0], factor)
 
 
 @when(parsers.parse("the fault lasts {seconds:d} seconds"))
 def fault_lasts(scenario_run: ScenarioRun, seconds: int) -> None:
+    scenario_run.run_for(seconds)
+
+
+@when(parsers.parse("{seconds:d} seconds pass"))
+def time_passes(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.run_for(seconds)
 
 
@@ -60,15 +112,30 @@ def fault_healed(scenario_run: ScenarioRun) -> None:
     scenario_run.heal()
 
 
+# -- Then ----------------------------------------------------------------------
 @then(parsers.parse("every workflow is available again within {seconds:d} seconds"))
 def available_again(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.wait_available(seconds)
 
 
+@then(parsers.parse("the platform recovers within {seconds:d} seconds"))
+def platform_recovers(scenario_run: ScenarioRun, seconds: int) -> None:
+    scenario_run.assert_platform_recovers(seconds)
+
+
 @then(parsers.parse("no acknowledged {workflow} is lost"))
 def no_write_lost(scenario_run: ScenarioRun, workflow: str) -> None:
     scenario_run.finish_measurement()
-    scenario_run.assert_no_lost_writes(workflow_names(workflow)[0])
+    if workflow == "write":
+        scenario_run.assert_no_lost_writes()
+    else:
+        scenario_run.assert_no_lost_writes(workflow_names(workflow)[0])
+
+
+@then(parsers.parse("no workflow is down for more than {seconds:d} seconds"))
+def no_outage_over(scenario_run: ScenarioRun, seconds: int) -> None:
+    scenario_run.finish_measurement()
+    scenario_run.assert_max_outage(seconds)
 
 
 @then("every workflow meets its tier")

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from chaoscert.errors import ChaoscertError
+from chaoscert.errors import ChaoscertError, ConfigError
+from chaoscert.platforms import KNOWN as KNOWN_PLATFORMS
 from chaoscert.platforms.local import health
 from chaoscert.platforms.local.layout import default_state_dir
+from chaoscert.platforms.local.platform import LocalPlatform
 from chaoscert.platforms.local.stack import LocalStack
+from chaoscert.pytest_plugin import STATE_KEY
 from chaoscert.topology import load_topology
 
 console = Console(stderr=True)
@@ -26,13 +31,16 @@ def _stack(args: argparse.Namespace) -> LocalStack:
 
 
 def cmd_local_up(args: argparse.Namespace) -> int:
-    stack = _stack(args)
+    platform = LocalPlatform(Path(args.topology), Path(args.state_dir))
+    stack = platform.stack
+    for line in platform.heal_leftovers():
+        console.print(f"healed a fault a killed run left behind: {line}")
     console.print(
         f"bringing up the local stack ({stack.topology.name}) in {stack.state_dir}"
     )
     seconds = stack.up(progress=lambda line: console.print(f"  {line}"))
     console.print(
-        f"[green]steady state[/green] after {seconds:.1f} s;"
+        f"[green]steady state[/green]: cold start took {seconds:.1f} s;"
         f" edge at {stack.layout.base_url}"
     )
     return 0
@@ -56,7 +64,7 @@ def cmd_local_status(args: argparse.Namespace) -> int:
     view = health.patroni_cluster(stack.layout)
     out.print(f"database leader: {view.leader or 'none'}")
     problems = health.steady_state_problems(
-        stack.layout, stack.topology.patroni.synchronous_mode
+        stack.layout, stack.topology.patroni.synchronous
     )
     if problems:
         out.print("not in steady state: " + "; ".join(problems))
@@ -87,6 +95,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Bad input stops here, with one line, before anything starts.
     load_topology(Path(args.topology))
     load_slo(Path(args.slo))
+    if args.platform not in KNOWN_PLATFORMS:
+        raise ConfigError(
+            f"--platform {args.platform!r} is not available"
+            f" (available: {', '.join(KNOWN_PLATFORMS)})"
+        )
+    for option, value in (
+        ("--rate-hz", args.rate_hz),
+        ("--probe-timeout-s", args.probe_timeout_s),
+    ):
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{option} must be a positive number, not {value}")
     suite = Path(args.suite)
     if not (suite / "steps").is_dir() or not (suite / "features").is_dir():
         raise ChaoscertError(
@@ -112,7 +131,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         *extra,
     ]
     console.print(f"run {run_id}: pytest {' '.join(pytest_args)}")
-    code = int(pytest.main(pytest_args))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    signals = SignalWatch()
+    code = int(pytest.main(pytest_args, plugins=[signals]))
+    if signals.signum is not None:
+        code = 128 + signals.signum
     report = run_dir / "report.html"
     if report.exists():
         console.print(f"report: {report.resolve()}")
@@ -120,6 +143,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif run_dir.exists():
         console.print(f"[red]no report was rendered; results in {run_dir}[/red]")
     return code
+
+
+class SignalWatch:
+    """A pytest plugin noting which signal, if any, ended the session."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def pytest_sessionfinish(self, session: Any) -> None:
+        state = session.config.stash.get(STATE_KEY, None)
+        platform = getattr(state, "platform", None)
+        if platform is not None:
+            self.signum = platform.registry.received_signal
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,9 @@ class Tier(Strict):
     rpo_writes: int = Field(ge=0, description="acknowledged writes that may be lost")
     slow_threshold_s: float = Field(gt=0, description="a slower success counts failed")
     error_budget: float | None = Field(default=None, ge=0, le=1)
+    probe_rate_hz: float | None = Field(
+        default=None, gt=0, le=200, description="attempts per second; None: the run's"
+    )
     queued: bool = False
 
 
@@ -54,6 +57,10 @@ class SloConfig(Strict):
     @model_validator(mode="after")
     def _workflows_name_known_tiers(self) -> SloConfig:
         for workflow, tier in self.workflows.items():
+            if workflow not in WORKFLOWS:
+                raise ValueError(
+                    f"unknown workflow {workflow!r} (known: {', '.join(WORKFLOWS)})"
+                )
             if tier not in self.tiers:
                 raise ValueError(
                     f"workflow {workflow!r} maps to unknown tier {tier!r}"

@@ -48,7 +48,7 @@ class OdooClient:
         base_url: str,
         db: str,
         login: str,
-        password: str,
+        password: str | SecretStr,
         *,
         timeout_s: float = 10.0,
     ) -> None:
@@ -59,7 +59,10 @@ class OdooClient:
         self.login = login
         self.timeout_s = timeout_s
         self._http = http
-        self._password = SecretStr(password)
+        # A SecretStr argument keeps the value out of tracebacks' frame arguments.
+        self._password = (
+            password if isinstance(password, SecretStr) else SecretStr(password)
+        )
         self._ids = itertools.count(1)
         self._session_id: str | None = None
         self._session_generation = 0

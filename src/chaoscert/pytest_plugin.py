@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_bdd.scenario import (
+    find_fixturedefs_for_step,
+    scenario_wrapper_template_registry,
+)
 
 from chaoscert.config import SloConfig, load_slo
 from chaoscert.errors import ChaoscertError
@@ -29,7 +33,6 @@ log = logging.getLogger("chaoscert.pytest")
 SCENARIO_KEY = pytest.StashKey[dict[str, Any]]()
 CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
 STEADY_AFTER_SCENARIO_S = 180.0
-WORKFLOWS_PROBED = ("warehouse_scanning", "dispatch")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,9 +72,21 @@ class RunState:
         return self.config.getoption(name)
 
     def probe_options(self) -> ProbeOptions:
+        assert self.slo is not None
+        tier_rates = {
+            workflow: tier.probe_rate_hz
+            for workflow in self.slo.workflows
+            if (tier := self.slo.tier_of(workflow)).probe_rate_hz is not None
+        }
         return ProbeOptions(
-            rate_hz=self.option("rate_hz"), timeout_s=self.option("probe_timeout_s")
+            rate_hz=self.option("rate_hz"),
+            timeout_s=self.option("probe_timeout_s"),
+            rates_hz=tier_rates,
         )
+
+    def release(self) -> None:
+        if self.platform is not None:
+            self.platform.release()
 
     def start(self) -> Platform:
         if self.platform is not None:
@@ -84,6 +99,7 @@ class RunState:
             Path(self.option("topology")),
             Path(state_dir) if state_dir else default_state_dir(),
         )
+        platform.acquire()
         platform.registry.install()
         healed = platform.heal_leftovers()
         for line in healed:
@@ -91,7 +107,7 @@ class RunState:
         platform.ensure_up()
         self.platform = platform
         options = self.probe_options()
-        rates = {w: options.rate_of(w) for w in WORKFLOWS_PROBED}
+        rates = {w: options.rate_of(w) for w in self.slo.workflows}
         described = platform.describe()
         self.writer = RunWriter.start(
             Path(self.option("reports_dir")),
@@ -105,11 +121,11 @@ class RunState:
 
 
 def _state(config: pytest.Config) -> RunState:
-    state: RunState = config.stash.setdefault(_STATE_KEY, RunState(config))
+    state: RunState = config.stash.setdefault(STATE_KEY, RunState(config))
     return state
 
 
-_STATE_KEY = pytest.StashKey[RunState]()
+STATE_KEY = pytest.StashKey[RunState]()
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +173,7 @@ def scenario_run(
                 "; ".join([*heal_errors, *filter(None, [steady_error])]),
             )
         elif report is None:
-            status = "error"
+            status, error = "error", "interrupted before the scenario finished"
         elif report.passed:
             status = "passed"
         elif report.skipped:
@@ -198,18 +214,48 @@ def pytest_runtest_makereport(
     return report
 
 
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Refuse, before anything starts, a feature step that no definition matches."""
+    unmatched = []
+    for item in items:
+        function = getattr(item, "function", None)
+        template = scenario_wrapper_template_registry.get(function)  # type: ignore[arg-type]
+        if template is None:
+            continue
+        callspec = getattr(item, "callspec", None)
+        example = callspec.params.get("_pytest_bdd_example", {}) if callspec else {}
+        for step in template.render(example).steps:
+            if not any(find_fixturedefs_for_step(step, session._fixturemanager, item)):
+                unmatched.append(
+                    f"{template.feature.rel_filename}:{step.line_number}:"
+                    f" no step definition matches {step.keyword.strip()} {step.name!r}"
+                )
+    if unmatched:
+        first = sorted(set(unmatched))
+        more = f" (and {len(first) - 1} more)" if len(first) > 1 else ""
+        pytest.exit(f"chaoscert: {first[0]}{more}", returncode=2)
+
+
 def pytest_keyboard_interrupt() -> None:
     log.warning("interrupted: healing live faults and writing what was measured")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    state = session.config.stash.get(_STATE_KEY, None)
+    # trylast: after pytest's own teardown of an interrupted scenario, which
+    # records that scenario; the report must hold it too.
+    state = session.config.stash.get(STATE_KEY, None)
     if state is None or state.writer is None:
         return
     complete = exitstatus in (0, 1) and not session.shouldstop
+    secrets: list[str] = []
     if state.platform is not None:
         errors = state.platform.heal_all()
         complete = complete and not errors
+        secrets = state.platform.secrets()
+        state.release()
     state.writer.finish(complete=complete)
     try:
         from chaoscert.report import render_report
@@ -219,6 +265,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         log.error("report could not be rendered: %s", exc)
         return
     session.config.stash[REPORT_KEY] = path
+    redact_tree(state.writer.run_dir, secrets)
     if os.environ.get("CHAOSCERT_QUIET") != "1":
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
@@ -226,3 +273,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 REPORT_KEY = pytest.StashKey[Path]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # JUnit and Cucumber files are written after sessionfinish: redact again.
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None and state.writer is not None and state.platform is not None:
+        redact_tree(state.writer.run_dir, state.platform.secrets())
+
+
+def redact_tree(root: Path, secrets: list[str]) -> None:
+    """Replace every secret value in the files under `root` (defence in depth:
+    secrets are kept out of outputs at the source, this catches what slips)."""
+    values = [value for value in secrets if len(value) >= 8]
+    if not values or not root.exists():
+        return
+    for path in root.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if any(value in text for value in values):
+            for value in values:
+                text = text.replace(value, "[redacted]")
+            path.write_text(text, encoding="utf-8")
+            log.warning("redacted a secret that reached %s", path)

@@ -70,7 +70,7 @@ class ScenarioRun:
         self.first_event = len(platform.events)
         self.probes: ProbeSession | None = None
         self.workflows: list[str] = []
-        self.fault: FaultHandle | None = None
+        self.faults: list[FaultHandle] = []
         self.samples: dict[str, list[Sample]] = {}
         self.ledger: dict[str, LedgerCheck] = {}
         self.verdicts: dict[str, slo.WorkflowVerdict] = {}
@@ -98,6 +98,15 @@ class ScenarioRun:
         self.probes.start()
         self._start_observing()
 
+    def scale_rate(self, workflow: str, factor: float) -> None:
+        """Run `workflow` at `factor` times its configured rate from now on."""
+        assert self.probes is not None, "traffic was not started"
+        rate_hz = self.options.rate_of(workflow) * factor
+        self.probes.set_rate(workflow, rate_hz)
+        self.platform.event(
+            "probes", f"{slo.workflow_label(workflow)} now at {rate_hz:g} per second"
+        )
+
     def run_for(self, seconds: float) -> None:
         """Let traffic (and any fault) run for `seconds`."""
         time.sleep(seconds)
@@ -124,17 +133,22 @@ class ScenarioRun:
             self._observer.join(OBSERVE_INTERVAL_S + 5)
 
     # -- faults ------------------------------------------------------------------
+    @property
+    def fault(self) -> FaultHandle | None:
+        """The scenario's first fault: recovery is measured from its injection."""
+        return self.faults[0] if self.faults else None
+
     def inject(self, kind: str, target: str = "") -> FaultHandle:
-        self.fault = self.platform.inject(kind, target)
-        log.info("injected %s on %s", kind, self.fault.target)
-        return self.fault
+        handle = self.platform.inject(kind, target)
+        self.faults.append(handle)
+        return handle
 
     def heal(self) -> None:
-        if self.fault is not None:
-            self.fault.heal()
-            self.platform.event(
-                "fault", f"{self.fault.kind} on {self.fault.target} healed"
-            )
+        """Heal every fault of the scenario, newest first."""
+        for handle in reversed(self.faults):
+            if not handle.healed:
+                handle.heal()
+                self.platform.event("fault", f"{handle.kind} on {handle.target} healed")
 
     # -- recovery ----------------------------------------------------------------
     def wait_available(self, timeout_s: float) -> dict[str, float]:
@@ -195,8 +209,14 @@ class ScenarioRun:
         """Every workflow succeeded throughout the last `seconds` before any fault."""
         assert self.probes is not None, "traffic was not started"
         since = time.monotonic() - seconds
+        # Attempts still waiting for an answer count too: let them end first.
+        time.sleep(self.options.timeout_s)
         for workflow in self.workflows:
-            recent = [s for s in self.probes.samples(workflow) if s.start_mono >= since]
+            recent = [
+                s
+                for s in self.probes.samples(workflow)
+                if since <= s.start_mono <= since + seconds
+            ]
             failed = [s for s in recent if not s.ok]
             if not recent or failed:
                 first = f": {failed[0].error_kind} {failed[0].error}" if failed else ""
@@ -206,16 +226,42 @@ class ScenarioRun:
                     f"{first}; the platform is not in steady state"
                 )
 
-    def assert_no_lost_writes(self, workflow: str) -> None:
-        check = self.ledger.get(workflow)
-        if check is None:
+    def assert_no_lost_writes(self, workflow: str | None = None) -> None:
+        """No acknowledged write of `workflow` (default: of any workflow) is lost."""
+        if workflow is not None and workflow not in self.ledger:
             raise AssertionError(f"{slo.workflow_label(workflow)} keeps no ledger")
-        if check.lost:
-            shown = ", ".join(str(i) for i in check.lost[:10])
+        lost = []
+        for name, check in self.ledger.items():
+            if check.lost and workflow in (None, name):
+                shown = ", ".join(str(i) for i in check.lost[:10])
+                lost.append(
+                    f"{len(check.lost)} of {check.acknowledged} acknowledged"
+                    f" {slo.workflow_label(name)} writes were lost (ids {shown})"
+                )
+        if lost:
+            raise AssertionError("; ".join(lost))
+
+    def assert_max_outage(self, limit_s: float) -> None:
+        over = [
+            f"{slo.workflow_label(w)} was down for {v.figures.max_outage_s:.1f} s"
+            for w, v in self.verdicts.items()
+            if v.figures.max_outage_s > limit_s
+        ]
+        if over:
             raise AssertionError(
-                f"{len(check.lost)} of {check.acknowledged} acknowledged"
-                f" {slo.workflow_label(workflow)} writes were lost (ids {shown})"
+                "; ".join(over) + f" (expected no outage over {limit_s:g} s)"
             )
+
+    def assert_platform_recovers(self, timeout_s: float) -> None:
+        """Heal every live fault and wait for steady state within `timeout_s`."""
+        errors = self.platform.heal_all()
+        if errors:
+            raise AssertionError("; ".join(errors))
+        try:
+            seconds = self.platform.wait_steady(timeout_s)
+        except ChaoscertError as exc:
+            raise AssertionError(f"the platform did not recover: {exc}") from None
+        self.platform.event("platform", f"steady state again after {seconds:.1f} s")
 
     def assert_tiers_met(self) -> None:
         reasons = self.failures()
@@ -246,7 +292,12 @@ class ScenarioRun:
                 healed_at=self.fault.healed_at,
                 injected_mono=self.fault.injected_mono,
                 healed_mono=self.fault.healed_mono,
-                details=self.fault.details,
+                details={
+                    **self.fault.details,
+                    "together_with": [
+                        f"{h.kind} on {h.target}" for h in self.faults[1:]
+                    ],
+                },
                 heal_error=self.fault.heal_error,
             )
         events = [

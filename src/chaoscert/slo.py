@@ -6,6 +6,7 @@ Everything here is a pure function of samples and numbers passed in. Times are
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,10 @@ _WRITE_NOUNS = {
     "procurement_approval": ("approval", "approvals"),
     "invoice_posting": ("invoice posting", "invoice postings"),
 }
+
+
+GAP_INTERVALS = 10
+GAP_MIN_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,7 @@ class WorkflowFigures:
     resolution_s: float
     windows: tuple[Window, ...] = ()
     lost_write_ids: tuple[int, ...] = ()
+    largest_gap_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +166,7 @@ def measure(
         resolution_s=resolution_s,
         windows=tuple(windows),
         lost_write_ids=lost_ids,
+        largest_gap_s=largest_gap_s(ordered),
     )
 
 
@@ -202,6 +209,18 @@ def judge(
     return WorkflowVerdict(figures, tier, verdict, tuple(reasons))
 
 
+def largest_gap_s(samples: Sequence[Sample]) -> float:
+    """Longest time between the starts of consecutive samples (start order)."""
+    starts = [sample.start_mono for sample in samples]
+    return max((b - a for a, b in itertools.pairwise(starts)), default=0.0)
+
+
+def gap_limit_s(resolution_s: float) -> float:
+    """A gap longer than this between samples means the probe fell behind: what
+    happened then was not measured, so no verdict can rest on it."""
+    return max(GAP_INTERVALS * resolution_s, GAP_MIN_S)
+
+
 def _reasons(figures: WorkflowFigures, tier: Tier) -> list[str]:
     name = workflow_label(figures.workflow)
     if figures.samples == 0:
@@ -216,6 +235,26 @@ def _reasons(figures: WorkflowFigures, tier: Tier) -> list[str]:
             f" {human_duration(figures.max_outage_s, above_s=tier.max_outage_s)}"
             f" at most, over its {tier_label(tier.name).replace(' ', '-')} limit of"
             f" {human_duration(tier.max_outage_s)}"
+        )
+    elif figures.downtime_s > tier.max_outage_s:
+        # Short outages that come and go add up for the people using them.
+        reasons.append(
+            f"{name} was down {human_duration(figures.downtime_s)} in all, in"
+            f" {len(figures.windows)} outages, over its"
+            f" {tier_label(tier.name).replace(' ', '-')} limit of"
+            f" {human_duration(tier.max_outage_s)} per fault"
+        )
+    if tier.error_budget is not None and figures.failed > tier.error_budget * (
+        figures.samples
+    ):
+        reasons.append(
+            f"{name} failed {figures.failed} of {figures.samples} attempts,"
+            f" over its error budget of {tier.error_budget:.1%}"
+        )
+    if figures.largest_gap_s > gap_limit_s(figures.resolution_s):
+        reasons.append(
+            f"{name} went unmeasured for {human_duration(figures.largest_gap_s)}"
+            " (the probe fell behind its schedule); no verdict can rest on that"
         )
     if figures.lost_writes > tier.rpo_writes:
         reasons.append(

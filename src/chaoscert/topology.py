@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from chaoscert.config import Strict, load_model
 
 Service = Literal["etcd", "postgres", "app", "ingress"]
+SyncMode = Literal["off", "on", "quorum"]
 ALL_SERVICES: tuple[Service, ...] = ("etcd", "postgres", "app", "ingress")
 
 
@@ -32,6 +33,17 @@ class Ports(Strict):
     ingress: int = Field(default=28080, ge=1024, le=65535)
     edge: int = Field(default=28000, ge=1024, le=65535)
 
+    @model_validator(mode="after")
+    def _distinct(self) -> Ports:
+        # Several services share a node's address, so their ports must differ.
+        values = self.model_dump()
+        seen: dict[int, str] = {}
+        for name, port in values.items():
+            if port in seen:
+                raise ValueError(f"{name} and {seen[port]} both use port {port}")
+            seen[port] = name
+        return self
+
 
 class PatroniSettings(Strict):
     """Patroni's DCS timing; Patroni requires loop_wait + 2 x retry_timeout <= ttl."""
@@ -39,8 +51,25 @@ class PatroniSettings(Strict):
     ttl: int = Field(default=20, ge=20)
     loop_wait: int = Field(default=1, ge=1)
     retry_timeout: int = Field(default=4, ge=3)
-    synchronous_mode: bool = True
+    # off: asynchronous; on: one synchronous standby; quorum: a commit waits
+    # for any one replica, so losing one replica does not stall writes.
+    synchronous_mode: SyncMode = "quorum"
+    # Keep the primary when the DCS is unreachable but every member answers.
+    failsafe_mode: bool = True
     maximum_lag_on_failover: int = Field(default=1048576, ge=0)
+    wal_sender_timeout_s: int = Field(default=5, ge=1)
+
+    @field_validator("synchronous_mode", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: object) -> object:
+        # YAML 1.1 reads on/off/true/false as booleans.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+    @property
+    def synchronous(self) -> bool:
+        return self.synchronous_mode != "off"
 
     @model_validator(mode="after")
     def _timing_rule(self) -> PatroniSettings:

@@ -8,6 +8,8 @@ also when a test fails.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,15 +17,19 @@ import pytest
 
 from chaoscert.platforms.local.platform import LocalPlatform
 from chaoscert.platforms.local.stack import missing_programs
+from chaoscert.results import RunResults, load_results
 from chaoscert.topology import Ports, Topology, load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
+RUN_BOUND_S = 900
 TEST_STATE_DIR = Path(os.environ.get("CHAOSCERT_TEST_HOME", "/var/tmp/chaoscert-test"))
 
 
-def shifted_topology(offset: int = 10000, name: str = "reference-test") -> Topology:
-    """The reference topology on ports shifted by `offset`."""
-    reference = load_topology(ROOT / "fixtures/topologies/reference.yaml")
+def shifted_topology(
+    offset: int = 10000, name: str = "reference-test", source: str = "reference"
+) -> Topology:
+    """A shipped topology (default: the reference) on ports shifted by `offset`."""
+    reference = load_topology(ROOT / f"fixtures/topologies/{source}.yaml")
     ports = Ports(
         **{key: value + offset for key, value in Ports().model_dump().items()}
     )
@@ -59,3 +65,33 @@ def local_platform(stack_topology_file: Path) -> Iterator[LocalPlatform]:
         platform.heal_all()
         platform.stack.down()
         platform.registry.uninstall()
+
+
+def run_catalogue(
+    topology_file: Path, state_dir: Path, reports: Path, select: str
+) -> tuple[subprocess.CompletedProcess[str], RunResults]:
+    """`chaoscert run` as a user runs it, on scenarios matching `select` (-k)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chaoscert.cli",
+            "run",
+            f"--topology={topology_file}",
+            f"--state-dir={state_dir}",
+            f"--reports-dir={reports}",
+            f"--suite={ROOT}",
+            "--",
+            "-k",
+            select,
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_BOUND_S,
+        check=False,
+    )
+    results = load_results((reports / "latest").resolve())
+    return done, results

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from chaoscert.platforms.local.platform import LocalPlatform
-from chaoscert.results import load_results, read_samples, scenario_samples_path
-from tests.stack.conftest import ROOT, TEST_STATE_DIR
+from chaoscert.results import read_samples, scenario_samples_path
+from tests.stack.conftest import TEST_STATE_DIR, run_catalogue
 
 pytestmark = pytest.mark.stack
-
-RUN_BOUND_S = 900
 
 
 def test_primary_hang_scenario_is_measured_judged_and_reported(
@@ -23,32 +19,15 @@ def test_primary_hang_scenario_is_measured_judged_and_reported(
 ) -> None:
     reports = tmp_path / "reports"
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "chaoscert.cli",
-            "run",
-            f"--topology={stack_topology_file}",
-            f"--state-dir={TEST_STATE_DIR}",
-            f"--reports-dir={reports}",
-            f"--suite={ROOT}",
-            "--",
-            "-k",
-            "hang",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=RUN_BOUND_S,
-        check=False,
+    done, results = run_catalogue(
+        stack_topology_file,
+        TEST_STATE_DIR,
+        reports,
+        "node_holding_the_postgres_primary_fails and hangs",
     )
 
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
     run_dir = (reports / "latest").resolve()
-    results = load_results(run_dir)
     assert results.complete
     [scenario] = results.scenarios
     assert scenario.status in ("passed", "failed")
@@ -56,7 +35,12 @@ def test_primary_hang_scenario_is_measured_judged_and_reported(
     assert scenario.fault.kind == "database_primary_hang"
     assert scenario.fault.healed_at is not None
     workflows = {w.name: w for w in scenario.workflows}
-    assert set(workflows) == {"warehouse_scanning", "dispatch"}
+    assert set(workflows) == {
+        "warehouse_scanning",
+        "dispatch",
+        "procurement_approval",
+        "invoice_posting",
+    }
     dispatch = workflows["dispatch"]
     # Synchronous replication: no acknowledged dispatch may go missing.
     assert dispatch.acknowledged_writes > 0

@@ -257,9 +257,14 @@ class FakeOdoo:
                     "state": "draft",
                 }
                 return self._next_id
-            if method in ("action_confirm", "action_assign", "button_validate"):
+            picking_states = {
+                "action_confirm": "confirmed",
+                "action_assign": "assigned",
+                "button_validate": "done",
+            }
+            if method in picking_states:
                 for record_id in args[0]:
-                    table[record_id]["state"] = method
+                    table[record_id]["state"] = picking_states[method]
                 return self.validate_result if method == "button_validate" else True
             # purchase.order needs a second approval; action_post answers False.
             states = {"button_confirm": "to approve", "button_approve": "purchase"}

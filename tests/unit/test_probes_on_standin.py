@@ -37,3 +37,27 @@ def test_each_workflow_succeeds_and_its_writes_read_back(
         assert check.acknowledged == len(samples)
         assert check.verified == check.acknowledged
         assert check.lost == []
+
+
+def test_a_validated_picking_set_back_counts_as_lost(
+    standin_url: str, admin_password: str, postgres_dsn: str
+) -> None:
+    import psycopg
+
+    with ProbeSession(
+        standin_url, DB_NAME, ADMIN_LOGIN, admin_password, ["dispatch"], rate_hz=5.0
+    ) as probes:
+        probes.start()
+        time.sleep(1.0)
+        probes.stop()
+        ids = probes.ledger.ids("dispatch")
+        # A failover that lost only the validating commit leaves the picking
+        # behind, not done: the acknowledged dispatch did not survive.
+        with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE stock_picking SET state = 'assigned' WHERE id = %s", (ids[0],)
+            )
+        check = probes.verify_writes(timeout_s=30)["dispatch"]
+
+    assert check.lost == [ids[0]]
+    assert check.verified == len(ids) - 1

@@ -211,7 +211,7 @@ def test_outage_exactly_at_the_limit_passes() -> None:
 def test_outage_over_the_limit_fails_with_a_plain_sentence() -> None:
     samples = [sample(0.0), sample(1.0, ok=False), sample(42.2)]
 
-    verdict = judge("dispatch", samples, TIER1, 0.5, 0, 0.5)
+    verdict = judge("dispatch", samples, TIER1, 0.5, 0, 5.0)
 
     assert verdict.verdict == "fail"
     assert verdict.reasons == (
@@ -255,13 +255,48 @@ def test_not_recovered_fails_even_within_the_outage_limit() -> None:
 def test_every_broken_limit_is_a_reason() -> None:
     samples = [sample(0.0), sample(1.0, ok=False), sample(41.0, ok=False, latency=0.2)]
 
-    verdict = judge("dispatch", samples, TIER1, 0.5, 2, 1.0)
+    verdict = judge("dispatch", samples, TIER1, 0.5, 2, 5.0)
 
     assert verdict.reasons == (
         "dispatch had not recovered when measurement ended",
         "dispatch was down for 40.2 s at most, over its tier-1 limit of 30 s",
         "2 acknowledged dispatches were lost; tier 1 allows none",
     )
+
+
+def test_outages_that_come_and_go_add_up_against_the_limit() -> None:
+    # 60 s in which two attempts of three fail: never down 30 s at once.
+    samples = series("xx." * 60, step=1 / 3)
+
+    verdict = judge("dispatch", samples, TIER1, 0.0, 0, 1 / 3)
+
+    assert verdict.figures.max_outage_s < TIER1.max_outage_s
+    assert verdict.figures.downtime_s > TIER1.max_outage_s
+    assert verdict.verdict == "fail"
+    assert "in all, in 60 outages" in verdict.reasons[0]
+
+
+def test_error_budget_counts_failed_attempts() -> None:
+    tier = TIER1.model_copy(update={"error_budget": 0.01})
+    samples = series(("x" + "." * 49) * 4, step=0.1)
+
+    verdict = judge("dispatch", samples, tier, None, 0, 0.1)
+
+    assert verdict.verdict == "fail"
+    assert verdict.reasons == (
+        "dispatch failed 4 of 200 attempts, over its error budget of 1.0%",
+    )
+
+
+def test_a_gap_in_the_samples_is_not_uptime() -> None:
+    samples = series("." * 20, step=0.1) + series("." * 20, step=0.1, start=47.0)
+
+    verdict = judge("dispatch", samples, TIER1, 2.5, 0, 0.1)
+
+    assert verdict.figures.max_outage_s == 0.0
+    assert verdict.figures.largest_gap_s == pytest.approx(45.1)
+    assert verdict.verdict == "fail"
+    assert "went unmeasured for 45.1 s" in verdict.reasons[0]
 
 
 def test_no_samples_is_no_measurement_and_fails() -> None:
@@ -281,7 +316,7 @@ def test_tier_from_the_shipped_slo_file() -> None:
     )
     samples = [sample(0.0), sample(1.0, ok=False), sample(361.0)]
 
-    verdict = judge("procurement_approval", samples, tier, 0.5, 0, 1.0)
+    verdict = judge("procurement_approval", samples, tier, 0.5, 0, 60.0)
 
     assert verdict.reasons == (
         "procurement approval was down for 6 min at most,"

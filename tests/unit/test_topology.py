@@ -23,11 +23,12 @@ def write(tmp_path: Path, data: object, name: str = "t.yaml") -> Path:
 def test_reference_topology_places_nodes_on_their_own_addresses() -> None:
     topology = load_topology(ROOT / "fixtures/topologies/reference.yaml")
 
-    assert [n.name for n in topology.nodes()] == ["a1", "b1", "c1"]
+    assert [n.name for n in topology.nodes()] == ["a1", "a2", "b1", "b2", "c1", "c2"]
     assert topology.address_of("a1") == "127.0.1.1"
-    assert topology.address_of("c1") == "127.0.3.1"
+    assert topology.address_of("c2") == "127.0.3.2"
+    assert topology.running("postgres") == ["a1", "b1", "c1"]
     assert topology.zone_of("b1") == "zone-b"
-    assert topology.patroni.synchronous_mode is True
+    assert topology.patroni.synchronous_mode == "quorum"
 
 
 def test_shipped_slo_maps_tier1_workflows() -> None:
@@ -58,6 +59,7 @@ def test_patroni_timing_rule_is_enforced(tmp_path: Path) -> None:
         (lambda d: d["zones"].pop(), "odd number"),
         (lambda d: d.update(colour="blue"), "colour"),
         (lambda d: d["ports"].update(app=80), "ports.app"),
+        (lambda d: d["ports"].update(app=28080), "ingress and app both use"),
     ],
 )
 def test_bad_topologies_name_the_field(tmp_path: Path, mutate, expected) -> None:
@@ -74,6 +76,14 @@ def test_unreadable_and_malformed_files_are_one_line(tmp_path: Path) -> None:
         load_topology(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match=r"t\.yaml: line \d+ not valid YAML"):
         load_slo(write(tmp_path, "tiers:\n  - [unclosed\n"))
+
+
+def test_slo_unknown_workflow(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "fixtures/slo-tiers.yaml").read_text())
+    data["workflows"]["despatch"] = "tier1"
+
+    with pytest.raises(ConfigError, match="unknown workflow 'despatch'"):
+        load_slo(write(tmp_path, data))
 
 
 def test_slo_workflow_on_unknown_tier(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from pydantic import SecretStr
+
 from chaoscert.errors import FaultError
 
 log = logging.getLogger("chaoscert.faults")
@@ -115,6 +117,7 @@ class FaultRegistry:
         self.record = record
         self._installed = False
         self._previous: dict[int, Any] = {}
+        self.received_signal: int | None = None
 
     def add(self, handle: FaultHandle) -> FaultHandle:
         with self._lock:
@@ -139,6 +142,11 @@ class FaultRegistry:
             self._live = [handle for handle in self._live if not handle.healed]
             self._save()
         return errors
+
+    def save(self) -> None:
+        """Rewrite the record of live faults (after a handle's details changed)."""
+        with self._lock:
+            self._save()
 
     def _save(self) -> None:
         if self.record is None:
@@ -167,13 +175,11 @@ class FaultRegistry:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.warning("signal %d: healing %d live fault(s)", signum, len(self.live()))
         self.heal_all()
-        previous = self._previous.get(signum)
-        if callable(previous):
-            previous(signum, frame)
-        elif signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        else:
-            raise SystemExit(128 + signum)
+        self.received_signal = signum
+        # Both stop the run the same way: pytest ends the session on
+        # KeyboardInterrupt (healing, recording what was measured), whereas
+        # SystemExit inside a test would only fail that test and go on.
+        raise KeyboardInterrupt(f"signal {signum}")
 
     def uninstall(self) -> None:
         for signum, previous in self._previous.items():
@@ -191,7 +197,7 @@ class Endpoint:
     base_url: str
     database: str
     login: str
-    password: str = field(repr=False)
+    password: SecretStr
 
 
 class Platform(ABC):
@@ -243,6 +249,14 @@ class Platform(ABC):
 
     def heal_all(self) -> list[str]:
         return self.registry.heal_all()
+
+    @abstractmethod
+    def acquire(self) -> None:
+        """Take the platform for this run; raise if another run holds it."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give the platform back (also done by the process exiting)."""
 
     def heal_leftovers(self) -> list[str]:
         """Heal faults a killed run left live (from the registry's record)."""

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
+from pydantic import SecretStr
 
 from chaoscert.errors import (
     ChaoscertError,
@@ -86,7 +87,7 @@ class ProbeSession:
         base_url: str,
         db: str,
         login: str,
-        password: str,
+        password: str | SecretStr,
         workflows: Sequence[str],
         rate_hz: float | Mapping[str, float] = 10.0,
         timeout_s: float = 2.0,
@@ -407,7 +408,11 @@ class ProbeSession:
                 continue
             request_timeout_s = max(self.timeout_s, VERIFY_REQUEST_TIMEOUT_S)
             checks[name] = await verify(
-                probe.client, model, ids, timeout_s=request_timeout_s
+                probe.client,
+                model,
+                ids,
+                timeout_s=request_timeout_s,
+                states=probe.workflow.acknowledged_states,
             )
         return checks
 

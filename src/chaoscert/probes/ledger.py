@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tenacity import (
     AsyncRetrying,
@@ -68,8 +69,12 @@ async def verify(
     *,
     timeout_s: float = 10.0,
     attempts: int = 3,
+    states: Sequence[str] = (),
 ) -> LedgerCheck:
     """Read every id back from ``model``; each batch is one bounded request.
+
+    With ``states``, a record must also still be in one of them: a picking
+    found but no longer ``done`` lost the validation that was acknowledged.
 
     A batch that fails on transport is retried up to ``attempts`` times in
     all (short exponential backoff); if it still fails the TransportError
@@ -78,16 +83,17 @@ async def verify(
     wanted = sorted(set(ids))
     found: set[int] = set()
     for start in range(0, len(wanted), batch):
+        rows = await _read(
+            client, model, wanted[start : start + batch], timeout_s, attempts, states
+        )
         found.update(
-            await _read_ids(
-                client, model, wanted[start : start + batch], timeout_s, attempts
-            )
+            int(row["id"]) for row in rows if not states or row.get("state") in states
         )
 
     lost = [record_id for record_id in wanted if record_id not in found]
     if lost:
         log.warning(
-            "%d of %d acknowledged %s writes are missing: %s",
+            "%d of %d acknowledged %s writes are missing or reverted: %s",
             len(lost),
             len(wanted),
             model,
@@ -98,15 +104,17 @@ async def verify(
     )
 
 
-async def _read_ids(
+async def _read(
     client: OdooClient,
     model: str,
     chunk: Sequence[int],
     timeout_s: float,
     attempts: int,
-) -> set[int]:
+    states: Sequence[str],
+) -> list[dict[str, Any]]:
     # active_test off: an archived record was kept, not lost.
-    kwargs = {"fields": ["id"], "context": {"active_test": False}}
+    fields = ["id", "state"] if states else ["id"]
+    kwargs = {"fields": fields, "context": {"active_test": False}}
     domain = [[("id", "in", list(chunk))]]
     retrying = AsyncRetrying(
         stop=stop_after_attempt(attempts),
@@ -119,4 +127,4 @@ async def _read_ids(
             rows = await client.execute_kw(
                 model, "search_read", domain, kwargs, timeout_s=timeout_s
             )
-    return {int(row["id"]) for row in rows}
+    return list(rows)

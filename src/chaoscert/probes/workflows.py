@@ -34,6 +34,8 @@ class Workflow:
 
     name: ClassVar[str]
     write_model: ClassVar[str | None] = None  # where acknowledged writes live
+    # The state an acknowledged write must still be in when read back.
+    acknowledged_states: ClassVar[tuple[str, ...]] = ()
 
     async def prepare(self, client: OdooClient) -> None:
         """Resolve ids and codes through the API; called once before attempts."""
@@ -126,6 +128,7 @@ class Dispatch(Workflow):
 
     name = "dispatch"
     write_model = "stock.picking"
+    acknowledged_states = ("done",)
 
     def __init__(self) -> None:
         self._picking: dict[str, Any] | None = None
@@ -197,6 +200,7 @@ class ProcurementApproval(Workflow):
 
     name = "procurement_approval"
     write_model = "purchase.order"
+    acknowledged_states = ("purchase", "done")
 
     def __init__(self) -> None:
         self._order: dict[str, Any] | None = None
@@ -241,6 +245,7 @@ class InvoicePosting(Workflow):
 
     name = "invoice_posting"
     write_model = "account.move"
+    acknowledged_states = ("posted",)
 
     def __init__(self) -> None:
         self._invoice: dict[str, Any] | None = None

@@ -77,6 +77,7 @@ class Agent:
                 extra_groups=[] if service.user else None,
             )
         item.started_at = time.monotonic()
+        self.write_status()
         log.info(
             "node %s: started %s (pid %d)",
             self.plan.node,
@@ -88,6 +89,7 @@ class Agent:
         """Restart counts per service, for `chaoscert local up` to blame."""
         status = {
             item.plan.name: {
+                "pid": item.process.pid if item.process else None,
                 "restarts": item.restarts,
                 "last_exit": item.last_exit,
                 "log": item.plan.log,
@@ -149,7 +151,6 @@ class Agent:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        self.write_status()
         while not self.stopping:
             self.tick()
             time.sleep(POLL_S)

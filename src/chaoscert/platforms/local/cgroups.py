@@ -111,6 +111,8 @@ class NodeGroup:
             self._signal(signal.SIGSTOP)
 
     def thaw(self, timeout_s: float = 10.0) -> None:
+        if self.path and not self.path.exists():
+            return  # a node that is not running is not frozen
         if self.path:
             (self.path / "cgroup.freeze").write_text("0")
             self._wait(lambda: not self.frozen(), timeout_s, "thaw")

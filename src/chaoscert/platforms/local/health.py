@@ -53,6 +53,15 @@ def patroni_cluster(layout: Layout, nodes: list[str] | None = None) -> ClusterVi
     return ClusterView()
 
 
+def is_primary(layout: Layout, node: str) -> bool:
+    """Patroni on `node` says it runs the primary and holds the leader lock."""
+    try:
+        response = httpx.get(layout.patroni_url(node) + "/primary", timeout=TIMEOUT_S)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
 def etcd_healthy(layout: Layout, node: str) -> bool:
     try:
         response = httpx.get(layout.etcd_url(node) + "/health", timeout=TIMEOUT_S)
@@ -127,7 +136,9 @@ def database_problems(layout: Layout, expect_sync: bool) -> list[str]:
             problems.append(f"leader postgres on {node} is {state}")
         elif node != view.leader and state != "streaming":
             problems.append(f"postgres on {node} is {state}, not streaming")
-    has_sync = any(view.role_of(node) == "sync_standby" for node in db_nodes)
+    has_sync = any(
+        view.role_of(node) in ("sync_standby", "quorum_standby") for node in db_nodes
+    )
     if expect_sync and len(db_nodes) > 1 and not has_sync:
         problems.append("postgres has no synchronous standby")
     return problems

@@ -25,6 +25,11 @@ DB_USER = "chaoscert"
 CLUSTER_SCOPE = "chaoscert"
 APP_ROLE = "odoo"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PATRONI_SYNC_MODE: dict[str, bool | str] = {
+    "off": False,
+    "on": True,
+    "quorum": "quorum",
+}
 
 
 def default_state_dir() -> Path:
@@ -121,6 +126,14 @@ class Layout:
     @property
     def lock_file(self) -> Path:
         return self.state_dir / "stack.lock"
+
+    @property
+    def run_lock_file(self) -> Path:
+        return self.state_dir / "run.lock"
+
+    @property
+    def live_faults_file(self) -> Path:
+        return self.state_dir / "live-faults.json"
 
     @property
     def topology_file(self) -> Path:
@@ -278,7 +291,8 @@ def patroni_config(
                 "loop_wait": settings.loop_wait,
                 "retry_timeout": settings.retry_timeout,
                 "maximum_lag_on_failover": settings.maximum_lag_on_failover,
-                "synchronous_mode": settings.synchronous_mode,
+                "synchronous_mode": PATRONI_SYNC_MODE[settings.synchronous_mode],
+                "failsafe_mode": settings.failsafe_mode,
                 "postgresql": {
                     "use_pg_rewind": True,
                     "use_slots": True,
@@ -290,6 +304,9 @@ def patroni_config(
                         "max_wal_senders": 10,
                         "max_replication_slots": 10,
                         "wal_keep_size": "256MB",
+                        # A replica that stops answering is dropped from the
+                        # synchronous set after this, not after the 60 s default.
+                        "wal_sender_timeout": f"{settings.wal_sender_timeout_s}s",
                     },
                 },
             },

@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
 
 from chaoscert.errors import ChaoscertError, FaultError
 from chaoscert.platforms.base import Endpoint, FaultHandle, FaultRegistry, Platform
 from chaoscert.platforms.local import health
-from chaoscert.platforms.local.layout import EDGE_NODE, default_state_dir
+from chaoscert.platforms.local.faults import (
+    UNDO,
+    Undo,
+    freeze_nodes,
+    kill_nodes,
+    kill_service,
+    service_pid,
+    stop_processes,
+    switchover,
+    undo_all,
+    walreceiver_pids,
+)
+from chaoscert.platforms.local.layout import EDGE_NODE, Layout, default_state_dir
 from chaoscert.platforms.local.stack import LocalStack
-from chaoscert.topology import load_topology
+from chaoscert.topology import Service, load_topology
+
+Act = Callable[[], list[Undo]]
 
 log = logging.getLogger("chaoscert.local")
-
-FREEZE_TIMEOUT_S = 10.0
 
 
 class LocalPlatform(Platform):
@@ -29,12 +44,12 @@ class LocalPlatform(Platform):
         self.stack = LocalStack(
             load_topology(topology), state_dir or default_state_dir()
         )
-        self.registry = FaultRegistry(self.stack.state_dir / "live-faults.json")
+        self.registry = FaultRegistry(self.stack.layout.live_faults_file)
         self._last_leader: str | None = None
         self._last_servers: dict[str, dict[str, str]] = {}
 
     @property
-    def layout(self) -> Any:
+    def layout(self) -> Layout:
         return self.stack.layout
 
     def endpoint(self) -> Endpoint:
@@ -43,8 +58,14 @@ class LocalPlatform(Platform):
             base_url=self.layout.base_url,
             database=self.stack.topology.database,
             login="admin",
-            password=creds.odoo_admin,
+            password=SecretStr(creds.odoo_admin),
         )
+
+    def acquire(self) -> None:
+        self.stack.acquire_run()
+
+    def release(self) -> None:
+        self.stack.release_run()
 
     def ensure_up(self) -> None:
         self.stack.up()
@@ -61,52 +82,166 @@ class LocalPlatform(Platform):
     def nodes(self) -> list[str]:
         return [spec.name for spec in self.stack.topology.nodes()]
 
-    def inject(self, kind: str, target: str) -> FaultHandle:
-        if kind in ("database_primary_hang", "database_primary_crash"):
-            node = self.database_primary()
-            mode = kind.rsplit("_", 1)[1]
-            handle = self._node_fault(kind, node, mode)
-            handle.details["role"] = "database primary"
-            return handle
-        if kind in ("node_hang", "node_crash"):
-            if target not in self.nodes():
-                raise FaultError(
-                    f"no node {target!r} in topology {self.stack.topology.name}"
-                    f" (nodes: {', '.join(self.nodes())})"
-                )
-            return self._node_fault(kind, target, kind.rsplit("_", 1)[1])
-        raise FaultError(f"the local platform cannot inject {kind!r}")
+    # -- targets -------------------------------------------------------------
+    def resolve_node(self, target: str) -> str:
+        """A node by name, or by role: "primary" or "replica" (Postgres), or
+        "app" (an application node, one without a database if there is one)."""
+        if target in ("", "primary"):
+            return self.database_primary()
+        if target == "replica":
+            leader = self.database_primary()
+            replicas = [
+                n for n in self.stack.topology.running("postgres") if n != leader
+            ]
+            if not replicas:
+                raise FaultError("no node holds only a Postgres replica")
+            return sorted(replicas)[0]
+        if target == "app":
+            apps = [n for n in self.stack.topology.running("app")]
+            plain = [
+                n for n in apps if n not in self.stack.topology.running("postgres")
+            ]
+            return (plain or apps)[0]
+        if target not in self.nodes():
+            raise FaultError(
+                f"no node {target!r} in topology {self.stack.topology.name}"
+                f" (nodes: {', '.join(self.nodes())})"
+            )
+        return target
 
-    def _node_fault(self, kind: str, node: str, mode: str) -> FaultHandle:
-        group = self.stack.group(node)
-        details: dict[str, Any] = {
-            "node": node,
-            "zone": self.layout.zone_of(node),
-            "address": self.layout.address_of(node),
-            "mechanism": group.mechanism,
-            "processes": len(group.pids()),
-        }
-        if mode == "hang":
-            handle = FaultHandle(
-                kind, node, lambda: group.thaw(FREEZE_TIMEOUT_S), details
+    def resolve_zone(self, target: str) -> str:
+        """A zone by name, or "primary": the zone of the Postgres primary."""
+        zones = [zone.name for zone in self.stack.topology.zones]
+        if target in ("", "primary"):
+            return self.layout.zone_of(self.database_primary())
+        if target not in zones:
+            raise FaultError(f"no zone {target!r} (zones: {', '.join(zones)})")
+        return target
+
+    def nodes_of_zone(self, zone: str) -> list[str]:
+        return [n for n in self.nodes() if self.layout.zone_of(n) == zone]
+
+    def resolve_service_node(self, service: Service, target: str) -> str:
+        running = self.stack.topology.running(service)
+        if target in ("", "any"):
+            return running[0]
+        node = self.resolve_node(target)
+        if node not in running:
+            raise FaultError(f"node {node} runs no {service} replica")
+        return node
+
+    def etcd_members_to_lose(self, count: int) -> list[str]:
+        """`count` etcd members, avoiding the node of the Postgres primary."""
+        members = self.stack.topology.running("etcd")
+        if count >= len(members):
+            raise FaultError(f"cannot lose {count} of {len(members)} etcd members")
+        primary = self.database_primary()
+        return sorted(members, key=lambda node: (node == primary, node))[:count]
+
+    # -- faults ---------------------------------------------------------------
+    def inject(self, kind: str, target: str) -> FaultHandle:
+        """Inject `kind`; `target` names a node, zone or role (see resolve_*)."""
+        if kind not in self.FAULTS:
+            raise FaultError(
+                f"the local platform cannot inject {kind!r}"
+                f" (known: {', '.join(sorted(self.FAULTS))})"
             )
-            self.registry.add(handle)
-            group.freeze(FREEZE_TIMEOUT_S)
-            self.event(
-                "fault", f"node {node} frozen ({details['processes']} processes)"
-            )
-        else:
-            handle = FaultHandle(
-                kind, node, lambda: self.stack.start_node(node), details
-            )
-            self.registry.add(handle)
-            group.kill(FREEZE_TIMEOUT_S)
-            self.event(
-                "fault", f"node {node} killed ({details['processes']} processes)"
-            )
+        what, act = self.FAULTS[kind](self, target)
+        undo: list[Undo] = []
+        details: dict[str, Any] = {"undo": undo}
+        handle = FaultHandle(kind, what, lambda: undo_all(self.stack, undo), details)
+        self.registry.add(handle)
+        try:
+            undo.extend(act())
+        finally:
+            # The record on disk must carry every undo step already needed.
+            self.registry.save()
+        self.event("fault", f"{kind.replace('_', ' ')}: {what}")
         return handle
 
+    def _node_fault(self, target: str, mode: str) -> tuple[str, Act]:
+        node = self.resolve_node(target)
+        what = f"node {node}{self._role_text(node)}"
+        act = freeze_nodes if mode == "hang" else kill_nodes
+        return what, lambda: act(self.stack, [node])
+
+    def _zone_fault(self, target: str, mode: str) -> tuple[str, Act]:
+        zone = self.resolve_zone(target)
+        nodes = self.nodes_of_zone(zone)
+        act = freeze_nodes if mode == "hang" else kill_nodes
+        return f"zone {zone} ({', '.join(nodes)})", lambda: act(self.stack, nodes)
+
+    def _role_text(self, node: str) -> str:
+        role = health.patroni_cluster(self.layout).role_of(node)
+        return "" if role == "absent" else f" (Postgres {role.replace('_', ' ')})"
+
+    def _switchover(self, target: str) -> tuple[str, Act]:
+        leader = self.database_primary()
+        view = health.patroni_cluster(self.layout)
+        ranked = sorted(
+            (n for n in view.members if n != leader),
+            key=lambda n: (not view.role_of(n).endswith("_standby"), n),
+        )
+        if not ranked:
+            raise FaultError("no replica to switch over to")
+        candidate = target if target not in ("", "replica") else ranked[0]
+
+        def act() -> list[Undo]:
+            took_s = switchover(self.stack, leader, candidate)
+            self.event(
+                "patroni", f"switchover from {leader} to {candidate}: {took_s:.1f} s"
+            )
+            return []
+
+        return f"primary {leader} to {candidate}", act
+
+    def _kill(self, service: Service, target: str) -> tuple[str, Act]:
+        node = self.resolve_service_node(service, target)
+        return f"{service} replica on {node}", lambda: kill_service(
+            self.stack, node, service
+        )
+
+    def _etcd_loss(self, count: int) -> tuple[str, Act]:
+        members = self.etcd_members_to_lose(count)
+
+        def act() -> list[Undo]:
+            pids = [service_pid(self.stack, node, "etcd") for node in members]
+            running = [pid for pid in pids if pid is not None]
+            if len(running) != len(members):
+                raise FaultError(f"etcd is not running on every one of {members}")
+            return stop_processes(running)
+
+        return f"etcd on {', '.join(members)}", act
+
+    def _replication_stall(self) -> tuple[str, Act]:
+        leader = self.database_primary()
+        replicas = [n for n in self.stack.topology.running("postgres") if n != leader]
+
+        def act() -> list[Undo]:
+            pids = [p for node in replicas for p in walreceiver_pids(self.stack, node)]
+            if not pids:
+                raise FaultError("no WAL receiver found on the replicas")
+            return stop_processes(pids)
+
+        return f"WAL receivers on {', '.join(replicas)}", act
+
+    FAULTS: ClassVar[dict[str, Callable[[LocalPlatform, str], tuple[str, Act]]]] = {
+        "node_hang": lambda p, t: p._node_fault(t, "hang"),
+        "node_crash": lambda p, t: p._node_fault(t, "crash"),
+        "database_primary_hang": lambda p, t: p._node_fault("primary", "hang"),
+        "database_primary_crash": lambda p, t: p._node_fault("primary", "crash"),
+        "zone_hang": lambda p, t: p._zone_fault(t, "hang"),
+        "zone_crash": lambda p, t: p._zone_fault(t, "crash"),
+        "database_switchover": lambda p, t: p._switchover(t),
+        "ingress_replica_kill": lambda p, t: p._kill("ingress", t),
+        "app_replica_kill": lambda p, t: p._kill("app", t),
+        "dcs_member_loss": lambda p, t: p._etcd_loss(1),
+        "dcs_quorum_loss": lambda p, t: p._etcd_loss(2),
+        "replication_stall": lambda p, t: p._replication_stall(),
+    }
+
     def heal_leftovers(self) -> list[str]:
+        """Replay the undo steps of faults a killed run left in the record."""
         record = self.registry.record
         if record is None or not record.exists():
             return []
@@ -116,16 +251,11 @@ class LocalPlatform(Platform):
             entries = []
         healed = []
         for entry in entries:
-            node = str(entry.get("target", ""))
-            if node not in self.nodes():
-                continue
-            group = self.stack.group(node)
-            if group.frozen():
-                group.thaw(FREEZE_TIMEOUT_S)
-            elif not self.stack.agent_pid(node):
-                self.stack.start_node(node)
+            steps = entry.get("details", {}).get("undo", [])
+            undo_all(self.stack, [s for s in steps if s.get("op") in UNDO])
             healed.append(
-                f"{entry.get('kind')} on {node} (injected {entry.get('injected_at')})"
+                f"{entry.get('kind')} on {entry.get('target')}"
+                f" (injected {entry.get('injected_at')})"
             )
         record.unlink(missing_ok=True)
         return healed

@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import psutil
 import psycopg
 from psycopg import sql
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from chaoscert.errors import ChaoscertError, ComponentError, MissingProgramError
 from chaoscert.platforms.local import dbtier, health
@@ -32,6 +34,7 @@ from chaoscert.platforms.local.layout import (
     Layout,
     render,
 )
+from chaoscert.standin.schema import bootstrap
 from chaoscert.topology import Topology
 
 log = logging.getLogger("chaoscert.local")
@@ -39,6 +42,7 @@ log = logging.getLogger("chaoscert.local")
 LEADER_TIMEOUT_S = 90.0
 STEADY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 45.0
+BOOTSTRAP_TIMEOUT_S = 60.0
 
 # What each program is for and the Debian package that brings it.
 PROGRAMS = {
@@ -81,6 +85,7 @@ class LocalStack:
         self.state_dir = state_dir
         self.stack_id = stack_id_of(state_dir)
         self.cgroup_root = cgroup2_root()
+        self._run_lock: TextIO | None = None
 
     # -- identities ----------------------------------------------------------
     @property
@@ -126,6 +131,48 @@ class LocalStack:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def acquire_run(self) -> None:
+        """Hold the run lock while a run uses this stack; `down` refuses meanwhile."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.layout.run_lock_file, "a+")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise ChaoscertError(
+                f"another chaoscert run (pid {holder}) is using the local stack in"
+                f" {self.state_dir}; wait for it or stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._run_lock = handle
+
+    def release_run(self) -> None:
+        handle = self._run_lock
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+            self._run_lock = None
+
+    def refuse_if_running(self) -> None:
+        """Raise if a chaoscert run holds this stack."""
+        if not self.layout.run_lock_file.exists():
+            return
+        with open(self.layout.run_lock_file) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = handle.read().strip() or "unknown"
+                raise ChaoscertError(
+                    f"a chaoscert run (pid {holder}) is using the local stack in"
+                    f" {self.state_dir}; stop it before `chaoscert local down`"
+                ) from None
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- nodes ---------------------------------------------------------------
     def agent_pid(self, node: str) -> int | None:
@@ -224,7 +271,7 @@ class LocalStack:
         started = time.monotonic()
         self.check_programs()
         with self.locked():
-            self._refuse_other_topology()
+            self._refuse_other_topology(progress)
             dbtier.ensure_db_user()
             python = dbtier.db_python()
             creds = self.credentials()
@@ -250,6 +297,7 @@ class LocalStack:
 
     def down(self) -> list[str]:
         """Stop every node; return what was found running."""
+        self.refuse_if_running()
         with self.locked():
             stopped = []
             for node in self._known_nodes():
@@ -264,7 +312,8 @@ class LocalStack:
             if root_group and root_group.exists():
                 with contextlib.suppress(OSError):
                     root_group.rmdir()
-            self.layout.lock_file.unlink(missing_ok=True)
+            # Nothing is injected into a stack that is not running.
+            self.layout.live_faults_file.unlink(missing_ok=True)
             if self.cgroup_root:
                 with contextlib.suppress(OSError):
                     (self.cgroup_root / "chaoscert").rmdir()
@@ -277,7 +326,7 @@ class LocalStack:
         )
         return sorted(found | set(self.layout.nodes()))
 
-    def _refuse_other_topology(self) -> None:
+    def _refuse_other_topology(self, progress: Callable[[str], None]) -> None:
         path = self.layout.topology_file
         if not path.exists():
             return
@@ -295,10 +344,9 @@ class LocalStack:
         if previous != self.topology and (self.state_dir / "nodes").exists():
             # Another layout's data (cluster membership, addresses) cannot be
             # reused: start from empty data directories.
-            log.info(
-                "topology changed from %s to %s: clearing node data",
-                previous.name,
-                self.topology.name,
+            progress(
+                f"topology changed from {previous.name!r} to {self.topology.name!r}:"
+                " starting from empty data directories"
             )
             shutil.rmtree(self.state_dir / "nodes")
 
@@ -311,7 +359,9 @@ class LocalStack:
         while time.monotonic() < deadline:
             self._raise_if_node_died()
             view = health.patroni_cluster(self.layout)
-            if view.leader and view.state_of(view.leader) == "running":
+            # /cluster may still show the previous run's leader key; only the
+            # leader's own /primary answer says it runs and takes writes.
+            if view.leader and health.is_primary(self.layout, view.leader):
                 return view.leader
             time.sleep(0.5)
         node = self.topology.running("postgres")[0]
@@ -330,7 +380,7 @@ class LocalStack:
         while time.monotonic() < deadline:
             self._raise_if_node_died()
             problems = health.steady_state_problems(
-                self.layout, self.topology.patroni.synchronous_mode
+                self.layout, self.topology.patroni.synchronous
             )
             if not problems:
                 return time.monotonic() - started
@@ -401,39 +451,54 @@ class LocalStack:
 
     # -- database bootstrap ------------------------------------------------------
     def bootstrap_database(self, leader: str, creds: Credentials) -> None:
-        """Create the app role, its database and the stand-in's schema (idempotent)."""
-        from chaoscert.standin.schema import bootstrap
+        """Create the app role, its database and the stand-in's schema (idempotent).
 
+        Retried for a bounded time: a leader that just took the lock may still
+        be starting, or finishing recovery read-only.
+        """
+        retrying = Retrying(
+            stop=stop_after_delay(BOOTSTRAP_TIMEOUT_S),
+            wait=wait_fixed(1.0),
+            retry=retry_if_exception_type(psycopg.Error),
+            reraise=True,
+        )
         try:
-            with psycopg.connect(
-                **self.layout.superuser_conninfo(leader, creds.superuser),
-                autocommit=True,
-            ) as conn:
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)
-                ).fetchone()
-                verb = "ALTER" if exists else "CREATE"
-                conn.execute(
-                    sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-                        sql.SQL(verb),
-                        sql.Identifier(APP_ROLE),
-                        sql.Literal(creds.app),
-                    )
-                )
-                database = self.topology.database
-                if not conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
-                ).fetchone():
-                    conn.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(database), sql.Identifier(APP_ROLE)
-                        )
-                    )
-            bootstrap(self.layout.app_conninfo(), "admin", creds.odoo_admin)
+            for attempt in retrying:
+                with attempt:
+                    self._bootstrap_once(self.wait_for_leader(LEADER_TIMEOUT_S), creds)
         except psycopg.Error as exc:
+            first_line = (str(exc).strip().splitlines() or [""])[0]
             raise ComponentError(
-                f"database bootstrap failed: {type(exc).__name__}",
+                f"database bootstrap failed for {BOOTSTRAP_TIMEOUT_S:.0f} s:"
+                f" {type(exc).__name__}: {first_line}",
                 component="postgres",
                 node=leader,
                 log=str(self.layout.log_of(leader, "patroni")),
             ) from None
+
+    def _bootstrap_once(self, leader: str, creds: Credentials) -> None:
+        with psycopg.connect(
+            **self.layout.superuser_conninfo(leader, creds.superuser),
+            autocommit=True,
+        ) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)
+            ).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                    sql.SQL(verb),
+                    sql.Identifier(APP_ROLE),
+                    sql.Literal(creds.app),
+                )
+            )
+            database = self.topology.database
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+            ).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(database), sql.Identifier(APP_ROLE)
+                    )
+                )
+        bootstrap(self.layout.app_conninfo(), "admin", creds.odoo_admin)

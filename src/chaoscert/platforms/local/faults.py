@@ -1,0 +1,168 @@
+"""The faults of the local stack, each with the undo steps that heal it.
+
+A fault records its undo steps in the handle's details, so a later run can
+replay them when the run that injected it was killed before it could heal.
+Undo steps: ``thaw`` a node, ``start`` a node, ``cont`` a stopped process,
+``await`` a program its node restarts by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psutil
+
+from chaoscert.errors import FaultError
+from chaoscert.platforms.local import health
+from chaoscert.platforms.local.stack import LocalStack
+
+log = logging.getLogger("chaoscert.local.faults")
+
+ACT_TIMEOUT_S = 10.0
+RESTART_TIMEOUT_S = 60.0
+SWITCHOVER_TIMEOUT_S = 60.0
+
+Undo = dict[str, Any]
+
+
+def service_pid(stack: LocalStack, node: str, service: str) -> int | None:
+    """The pid of `service` on `node`, as its node agent last reported it."""
+    try:
+        status = json.loads(stack.layout.agent_status_file(node).read_text())
+    except (OSError, ValueError):
+        return None
+    pid = status.get(service, {}).get("pid")
+    return int(pid) if pid and psutil.pid_exists(int(pid)) else None
+
+
+def freeze_nodes(stack: LocalStack, nodes: list[str]) -> list[Undo]:
+    undo = []
+    for node in nodes:
+        undo.append({"op": "thaw", "node": node})
+        stack.group(node).freeze(ACT_TIMEOUT_S)
+    return undo
+
+
+def kill_nodes(stack: LocalStack, nodes: list[str]) -> list[Undo]:
+    undo = []
+    for node in nodes:
+        undo.append({"op": "start", "node": node})
+        stack.group(node).kill(ACT_TIMEOUT_S)
+    return undo
+
+
+def kill_service(stack: LocalStack, node: str, service: str) -> list[Undo]:
+    """Kill one program and its children at once, as a container is killed."""
+    pid = service_pid(stack, node, service)
+    if pid is None:
+        raise FaultError(f"no running {service} on node {node} to kill")
+    try:
+        root = psutil.Process(pid)
+        victims = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        victims = []
+    for proc in victims:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(victims, timeout=ACT_TIMEOUT_S)
+    return [{"op": "await", "node": node, "service": service, "old_pid": pid}]
+
+
+def stop_processes(pids: list[int]) -> list[Undo]:
+    """SIGSTOP: the process keeps its sockets and answers nothing."""
+    undo = []
+    for pid in pids:
+        undo.append({"op": "cont", "pid": pid})
+        os.kill(pid, signal.SIGSTOP)
+    return undo
+
+
+def walreceiver_pids(stack: LocalStack, node: str) -> list[int]:
+    """The WAL receiver of the PostgreSQL replica on `node`."""
+    found = []
+    for pid in stack.group(node).pids():
+        try:
+            if "walreceiver" in " ".join(psutil.Process(pid).cmdline()):
+                found.append(pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def switchover(stack: LocalStack, leader: str, candidate: str) -> float:
+    """Ask Patroni for a planned switchover; return seconds until `candidate` leads."""
+    started = time.monotonic()
+    try:
+        response = httpx.post(
+            stack.layout.patroni_url(leader) + "/switchover",
+            json={"leader": leader, "candidate": candidate},
+            timeout=SWITCHOVER_TIMEOUT_S,
+        )
+    except httpx.HTTPError as exc:
+        raise FaultError(
+            f"Patroni on {leader} did not take the switchover: {exc}"
+        ) from None
+    if response.status_code != 200:
+        raise FaultError(
+            f"Patroni on {leader} refused the switchover to {candidate}:"
+            f" HTTP {response.status_code} {response.text.strip()[:200]}"
+        )
+    deadline = started + SWITCHOVER_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if health.patroni_cluster(stack.layout).leader == candidate:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise FaultError(
+        f"{candidate} did not become leader within {SWITCHOVER_TIMEOUT_S} s"
+    )
+
+
+def undo_all(stack: LocalStack, steps: list[Undo]) -> None:
+    """Heal: replay the undo steps, newest first."""
+    for step in reversed(steps):
+        UNDO[step["op"]](stack, step)
+
+
+def _thaw(stack: LocalStack, step: Undo) -> None:
+    stack.group(step["node"]).thaw(ACT_TIMEOUT_S)
+
+
+def _start(stack: LocalStack, step: Undo) -> None:
+    stack.start_node(step["node"])
+
+
+def _cont(stack: LocalStack, step: Undo) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int(step["pid"]), signal.SIGCONT)
+
+
+def _await(stack: LocalStack, step: Undo) -> None:
+    """A killed program comes back by its node's restart; wait for it, bounded."""
+    deadline = time.monotonic() + RESTART_TIMEOUT_S
+    while time.monotonic() < deadline:
+        pid = service_pid(stack, step["node"], step["service"])
+        if pid is not None and pid != step.get("old_pid"):
+            return
+        time.sleep(0.2)
+    raise FaultError(
+        f"{step['service']} on {step['node']} was not restarted by its node"
+        f" within {RESTART_TIMEOUT_S:.0f} s"
+    )
+
+
+UNDO: dict[str, Callable[[LocalStack, Undo], None]] = {
+    "thaw": _thaw,
+    "start": _start,
+    "cont": _cont,
+    "await": _await,
+}
