@@ -9,6 +9,12 @@ ARGS ?=
 .PHONY: setup certify test lint format up down status clean
 
 $(BIN)/chaoscert: pyproject.toml
+	@# venv needs Debian's python3-venv, which a fresh machine lacks.
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv; \
+	  else echo "python3-venv is missing: as root, apt-get install python3-venv"; exit 2; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -40,9 +40,7 @@ Feature: Postgres primary failover during dispatch
 
   @crash @slow @rpo @tier1
   Scenario: No acknowledged dispatch is lost when the primary crashes while replication lags
-    When replication to every replica stalls
-    And 2 seconds pass
-    And the node holding the Postgres primary crashes
+    When replication to every replica stalls for 2 seconds before the node holding the Postgres primary crashes
     And the fault lasts 40 seconds
     And the fault is healed
     Then every workflow is available again within 60 seconds

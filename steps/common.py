@@ -87,9 +87,14 @@ def etcd_lost(scenario_run: ScenarioRun, count: str) -> None:
     scenario_run.inject(kind, "")
 
 
-@when("replication to every replica stalls")
-def replication_stalls(scenario_run: ScenarioRun) -> None:
-    scenario_run.inject("replication_stall", "")
+@when(
+    parsers.parse(
+        "replication to every replica stalls for {seconds:d} seconds"
+        " before the node holding the Postgres primary crashes"
+    )
+)
+def stall_then_crash(scenario_run: ScenarioRun, seconds: int) -> None:
+    scenario_run.stall_replication_then_crash_primary(seconds)
 
 
 @when(parsers.parse("{workflow} runs at {factor:d} times its rate"))

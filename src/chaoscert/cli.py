@@ -7,7 +7,6 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -15,11 +14,11 @@ from rich.table import Table
 
 from chaoscert.errors import ChaoscertError, ConfigError
 from chaoscert.platforms import KNOWN as KNOWN_PLATFORMS
+from chaoscert.platforms.base import FaultRegistry
 from chaoscert.platforms.local import health
 from chaoscert.platforms.local.layout import default_state_dir
 from chaoscert.platforms.local.platform import LocalPlatform
 from chaoscert.platforms.local.stack import LocalStack
-from chaoscert.pytest_plugin import STATE_KEY
 from chaoscert.topology import load_topology
 
 console = Console(stderr=True)
@@ -132,10 +131,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     ]
     console.print(f"run {run_id}: pytest {' '.join(pytest_args)}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    signals = SignalWatch()
-    code = int(pytest.main(pytest_args, plugins=[signals]))
-    if signals.signum is not None:
-        code = 128 + signals.signum
+    code = int(pytest.main(pytest_args))
+    if FaultRegistry.received_signal is not None:
+        code = 128 + FaultRegistry.received_signal
     report = run_dir / "report.html"
     if report.exists():
         console.print(f"report: {report.resolve()}")
@@ -143,19 +141,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif run_dir.exists():
         console.print(f"[red]no report was rendered; results in {run_dir}[/red]")
     return code
-
-
-class SignalWatch:
-    """A pytest plugin noting which signal, if any, ended the session."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def pytest_sessionfinish(self, session: Any) -> None:
-        state = session.config.stash.get(STATE_KEY, None)
-        platform = getattr(state, "platform", None)
-        if platform is not None:
-            self.signum = platform.registry.received_signal
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -116,6 +116,8 @@ class RunState:
             probe=probe_settings(rates, options.timeout_s),
             tiers=self.slo.tiers.values(),
             run_id=self.option("run_id"),
+            platform_note=str(described.get("note", "")),
+            environment=described,
         )
         return platform
 

@@ -145,6 +145,12 @@ class RunResults(_Model):
     run_id: str
     platform: str
     topology: str
+    platform_note: str = Field(
+        default="", description="what the platform is, in plain words"
+    )
+    environment: dict[str, Any] = Field(
+        default_factory=dict, description="the platform's settings; no secrets"
+    )
     started_at: UtcTime
     ended_at: UtcTime | None = None
     complete: bool = False
@@ -284,6 +290,8 @@ def write_atomically(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes files only their owner can read; reports are for all.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -330,6 +338,8 @@ class RunWriter:
         probe: ProbeSettings,
         tiers: Iterable[Tier] = (),
         run_id: str | None = None,
+        platform_note: str = "",
+        environment: dict[str, Any] | None = None,
     ) -> RunWriter:
         """Create ``reports_dir/<run-id>/``, write a first results.json and point
         ``reports_dir/latest`` at it."""
@@ -337,6 +347,8 @@ class RunWriter:
             run_id=run_id or new_run_id(),
             platform=platform,
             topology=topology,
+            platform_note=platform_note,
+            environment=environment or {},
             started_at=utc_now(),
             probe=probe,
             tiers={tier.name: tier_slo(tier) for tier in tiers},

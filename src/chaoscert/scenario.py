@@ -143,6 +143,17 @@ class ScenarioRun:
         self.faults.append(handle)
         return handle
 
+    def stall_replication_then_crash_primary(self, stall_s: float) -> None:
+        """Force the condition that exposes unreplicated commits: replicas stop
+        receiving WAL for `stall_s` while writes go on, then the primary's node
+        crashes. Replication resumes once the primary is gone, as the promoted
+        replica must finish its recovery; there is nothing left to receive."""
+        stall = self.inject("replication_stall")
+        self.run_for(stall_s)
+        self.inject("database_primary_crash")
+        stall.heal()
+        self.platform.event("fault", f"{stall.kind} on {stall.target} healed")
+
     def heal(self) -> None:
         """Heal every fault of the scenario, newest first."""
         for handle in reversed(self.faults):

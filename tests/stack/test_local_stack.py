@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -172,19 +173,6 @@ def test_a_component_that_cannot_start_is_named_and_the_rest_stopped() -> None:
     assert leftovers == []
 
 
-def test_down_leaves_no_process_and_no_lock(local_platform: LocalPlatform) -> None:
-    stack = local_platform.stack
-
-    stack.down()
-
-    assert not _marked_processes(stack.stack_id)
-    assert all(s.state == "stopped" and s.pids == 0 for s in stack.status())
-    assert not stack.layout.lock_file.exists()
-    assert not any(
-        stack.layout.agent_pid_file(n).exists() for n in stack.layout.nodes()
-    )
-
-
 def _listen(address: str, port: int):
     import socket
 
@@ -204,3 +192,136 @@ def _marked_processes(stack_id: str) -> list[int]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _undo_pids(handle) -> list[int]:
+    return [step["pid"] for step in handle.details["undo"] if step["op"] == "cont"]
+
+
+def _nodes_hit(platform: LocalPlatform, handle) -> list[str]:
+    return [step["node"] for step in handle.details["undo"] if "node" in step]
+
+
+# kind, target, what must hold while the fault is live
+FAULT_EFFECTS = [
+    (
+        "node_hang",
+        "app",
+        lambda p, h: all(p.stack.group(n).frozen() for n in _nodes_hit(p, h)),
+    ),
+    (
+        "node_crash",
+        "replica",
+        lambda p, h: all(not p.stack.group(n).pids() for n in _nodes_hit(p, h)),
+    ),
+    (
+        "zone_hang",
+        "primary",
+        lambda p, h: (
+            len(_nodes_hit(p, h)) == 2
+            and all(p.stack.group(n).frozen() for n in _nodes_hit(p, h))
+        ),
+    ),
+    (
+        "zone_crash",
+        "zone-c",
+        lambda p, h: (
+            len(_nodes_hit(p, h)) == 2
+            and all(not p.stack.group(n).pids() for n in _nodes_hit(p, h))
+        ),
+    ),
+    (
+        "ingress_replica_kill",
+        "",
+        lambda p, h: (
+            not psutil.pid_exists(h.details["undo"][0]["old_pid"])
+            or psutil.Process(h.details["undo"][0]["old_pid"]).status()
+            == psutil.STATUS_ZOMBIE
+        ),
+    ),
+    (
+        "app_replica_kill",
+        "",
+        lambda p, h: (
+            not psutil.pid_exists(h.details["undo"][0]["old_pid"])
+            or psutil.Process(h.details["undo"][0]["old_pid"]).status()
+            == psutil.STATUS_ZOMBIE
+        ),
+    ),
+    (
+        "dcs_member_loss",
+        "",
+        lambda p, h: len(_undo_pids(h)) == 1 and all(map(_stopped, _undo_pids(h))),
+    ),
+    (
+        "dcs_quorum_loss",
+        "",
+        lambda p, h: len(_undo_pids(h)) == 2 and all(map(_stopped, _undo_pids(h))),
+    ),
+    (
+        "replication_stall",
+        "",
+        lambda p, h: len(_undo_pids(h)) == 2 and all(map(_stopped, _undo_pids(h))),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "effect"), FAULT_EFFECTS, ids=[f[0] for f in FAULT_EFFECTS]
+)
+def test_each_fault_acts_and_heals_back_to_steady_state(
+    local_platform: LocalPlatform, kind: str, target: str, effect
+) -> None:
+    local_platform.wait_steady(STEADY_BOUND_S)
+
+    handle = local_platform.inject(kind, target)
+    try:
+        assert effect(local_platform, handle), handle.details
+    finally:
+        handle.heal()
+
+    assert handle.healed
+    assert local_platform.registry.live() == []
+    local_platform.wait_steady(STEADY_BOUND_S)
+    assert not any(
+        local_platform.stack.group(n).frozen() for n in local_platform.layout.nodes()
+    )
+
+
+def test_switchover_moves_the_leader_to_a_replica(
+    local_platform: LocalPlatform,
+) -> None:
+    local_platform.wait_steady(STEADY_BOUND_S)
+    old = local_platform.database_primary()
+
+    handle = local_platform.inject("database_switchover", "replica")
+
+    new = local_platform.database_primary()
+    assert new != old
+    assert handle.target == f"primary {old} to {new}"
+    handle.heal()
+    local_platform.wait_steady(STEADY_BOUND_S)
+
+
+# Last: it takes the session's stack down.
+def test_down_leaves_no_process_and_no_lock(local_platform: LocalPlatform) -> None:
+    stack = local_platform.stack
+
+    stack.down()
+
+    assert not _marked_processes(stack.stack_id)
+    assert all(s.state == "stopped" and s.pids == 0 for s in stack.status())
+    for lock in (stack.layout.lock_file, stack.layout.run_lock_file):
+        if lock.exists():  # present but held by nobody: no stale lock
+            with open(lock) as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    assert not any(
+        stack.layout.agent_pid_file(n).exists() for n in stack.layout.nodes()
+    )

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
@@ -111,13 +111,15 @@ class FaultHandle:
 class FaultRegistry:
     """Every live fault of this process; heals them on any way out."""
 
+    # The signal that ended this process's run, for its exit code (128 + n).
+    received_signal: ClassVar[int | None] = None
+
     def __init__(self, record: Path | None = None):
         self._live: list[FaultHandle] = []
         self._lock = threading.RLock()
         self.record = record
         self._installed = False
         self._previous: dict[int, Any] = {}
-        self.received_signal: int | None = None
 
     def add(self, handle: FaultHandle) -> FaultHandle:
         with self._lock:
@@ -175,7 +177,7 @@ class FaultRegistry:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.warning("signal %d: healing %d live fault(s)", signum, len(self.live()))
         self.heal_all()
-        self.received_signal = signum
+        FaultRegistry.received_signal = signum
         # Both stop the run the same way: pytest ends the session on
         # KeyboardInterrupt (healing, recording what was measured), whereas
         # SystemExit inside a test would only fail that test and go on.

@@ -25,6 +25,7 @@ DB_USER = "chaoscert"
 CLUSTER_SCOPE = "chaoscert"
 APP_ROLE = "odoo"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PING_PATH = "/ping"
 PATRONI_SYNC_MODE: dict[str, bool | str] = {
     "off": False,
     "on": True,
@@ -409,6 +410,7 @@ def _balancer_config(
         bind=bind,
         backend=backend,
         servers=servers,
+        check_path=PING_PATH if backend == "ingress" else "/web/health",
         inter_ms=settings.check_interval_ms,
         fall=settings.fall,
         rise=settings.rise,
@@ -421,6 +423,7 @@ def _haproxy_config(
     bind: str,
     backend: str,
     servers: str,
+    check_path: str,
     inter_ms: int,
     fall: int,
     rise: int,
@@ -444,13 +447,18 @@ defaults
 
 frontend web
     bind {bind}
+    # The balancer's own liveness, as Traefik's /ping: the edge checks this,
+    # not the apps behind it, as a cloud load balancer checks its targets.
+    monitor-uri {PING_PATH}
     default_backend {backend}
 
 backend {backend}
     balance roundrobin
-    option httpchk GET /web/health
+    option httpchk GET {check_path}
     http-check expect status 200
-    default-server inter {inter_ms} fall {fall} rise {rise}
+    # Checks speed up while a server changes state, so a recovered one
+    # takes traffic again within about a second.
+    default-server inter {inter_ms} fastinter 250 downinter 500 fall {fall} rise {rise}
 {servers}
 """
 

@@ -269,7 +269,8 @@ class LocalPlatform(Platform):
             if self._last_leader is not None:
                 self.event(
                     "patroni",
-                    f"leader changed from {self._last_leader} to {view.leader}",
+                    f"leader changed from {self._last_leader} to {view.leader}"
+                    " (when a poll saw it; it happened up to one poll earlier)",
                 )
             self._last_leader = view.leader
         for node in [*self.stack.topology.running("ingress"), EDGE_NODE]:
@@ -292,6 +293,11 @@ class LocalPlatform(Platform):
         topology = self.stack.topology
         return {
             "platform": self.name,
+            "note": (
+                "the embedded local stack: an Odoo stand-in (not Odoo itself) over"
+                " PostgreSQL 15 under Patroni, etcd and HAProxy, all on one machine"
+                f" over loopback; topology {topology.name}: {topology.description}"
+            ),
             "topology": topology.name,
             "topology_description": topology.description,
             "state_dir": str(self.stack.state_dir),
