@@ -144,10 +144,10 @@ class ScenarioRun:
         return handle
 
     def stall_replication_then_crash_primary(self, stall_s: float) -> None:
-        """Force the condition that exposes unreplicated commits: replicas stop
-        receiving WAL for `stall_s` while writes go on, then the primary's node
-        crashes. Replication resumes once the primary is gone, as the promoted
-        replica must finish its recovery; there is nothing left to receive."""
+        """Force the condition that exposes unreplicated commits: the primary
+        stops sending WAL for `stall_s` while writes go on, then its node
+        crashes. Asynchronous replication acknowledges those commits anyway and
+        loses them; synchronous or quorum commit makes them wait instead."""
         stall = self.inject("replication_stall")
         self.run_for(stall_s)
         self.inject("database_primary_crash")

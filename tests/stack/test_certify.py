@@ -32,7 +32,8 @@ def test_primary_hang_scenario_is_measured_judged_and_reported(
     [scenario] = results.scenarios
     assert scenario.status in ("passed", "failed")
     assert scenario.fault is not None
-    assert scenario.fault.kind == "database_primary_hang"
+    assert scenario.fault.kind == "node_hang"
+    assert "(Postgres leader)" in scenario.fault.target
     assert scenario.fault.healed_at is not None
     workflows = {w.name: w for w in scenario.workflows}
     assert set(workflows) == {

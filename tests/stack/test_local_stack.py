@@ -201,6 +201,13 @@ def _stopped(pid: int) -> bool:
         return False
 
 
+def _killed(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _undo_pids(handle) -> list[int]:
     return [step["pid"] for step in handle.details["undo"] if step["op"] == "cont"]
 
@@ -240,20 +247,12 @@ FAULT_EFFECTS = [
     (
         "ingress_replica_kill",
         "",
-        lambda p, h: (
-            not psutil.pid_exists(h.details["undo"][0]["old_pid"])
-            or psutil.Process(h.details["undo"][0]["old_pid"]).status()
-            == psutil.STATUS_ZOMBIE
-        ),
+        lambda p, h: _killed(h.details["undo"][0]["old_pid"]),
     ),
     (
         "app_replica_kill",
         "",
-        lambda p, h: (
-            not psutil.pid_exists(h.details["undo"][0]["old_pid"])
-            or psutil.Process(h.details["undo"][0]["old_pid"]).status()
-            == psutil.STATUS_ZOMBIE
-        ),
+        lambda p, h: _killed(h.details["undo"][0]["old_pid"]),
     ),
     (
         "dcs_member_loss",

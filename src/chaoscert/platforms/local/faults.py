@@ -87,12 +87,16 @@ def stop_processes(pids: list[int]) -> list[Undo]:
     return undo
 
 
-def walreceiver_pids(stack: LocalStack, node: str) -> list[int]:
-    """The WAL receiver of the PostgreSQL replica on `node`."""
+def walsender_pids(stack: LocalStack, node: str) -> list[int]:
+    """The WAL senders of the PostgreSQL primary on `node`, one per replica.
+
+    Stopping them, not the replicas' receivers, keeps WAL from leaving the
+    primary's host: a stopped receiver's kernel would still take it in.
+    """
     found = []
     for pid in stack.group(node).pids():
         try:
-            if "walreceiver" in " ".join(psutil.Process(pid).cmdline()):
+            if "walsender" in " ".join(psutil.Process(pid).cmdline()):
                 found.append(pid)
         except psutil.Error:
             continue

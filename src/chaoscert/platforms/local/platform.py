@@ -23,7 +23,7 @@ from chaoscert.platforms.local.faults import (
     stop_processes,
     switchover,
     undo_all,
-    walreceiver_pids,
+    walsender_pids,
 )
 from chaoscert.platforms.local.layout import EDGE_NODE, Layout, default_state_dir
 from chaoscert.platforms.local.stack import LocalStack
@@ -215,15 +215,14 @@ class LocalPlatform(Platform):
 
     def _replication_stall(self) -> tuple[str, Act]:
         leader = self.database_primary()
-        replicas = [n for n in self.stack.topology.running("postgres") if n != leader]
 
         def act() -> list[Undo]:
-            pids = [p for node in replicas for p in walreceiver_pids(self.stack, node)]
+            pids = walsender_pids(self.stack, leader)
             if not pids:
-                raise FaultError("no WAL receiver found on the replicas")
+                raise FaultError(f"no WAL sender found on the primary {leader}")
             return stop_processes(pids)
 
-        return f"WAL receivers on {', '.join(replicas)}", act
+        return f"WAL senders of the primary on {leader}", act
 
     FAULTS: ClassVar[dict[str, Callable[[LocalPlatform, str], tuple[str, Act]]]] = {
         "node_hang": lambda p, t: p._node_fault(t, "hang"),
