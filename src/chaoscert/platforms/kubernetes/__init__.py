@@ -1,0 +1,1 @@
+"""The Kubernetes platform: faults through the official client."""

@@ -1,0 +1,169 @@
+"""The Kubernetes calls chaoscert makes, each bounded, errors mapped once here.
+
+Only this module talks to the official client; the platform and its faults
+see chaoscert errors: NotFound for 404, Conflict for 409, EvictionBlocked for
+a 429 from the Eviction API (a PodDisruptionBudget said no).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from chaoscert.errors import ChaoscertError, FaultError
+
+log = logging.getLogger("chaoscert.kubernetes")
+
+T = TypeVar("T")
+FAULT_TAINT_KEY = "chaoscert.io/fault"
+
+
+class KubeError(ChaoscertError):
+    """The API server answered with an error or did not answer in time."""
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    pass
+
+
+class EvictionBlocked(FaultError):
+    """The Eviction API refused (429): a PodDisruptionBudget would be violated."""
+
+
+class KubeApi:
+    """The few calls of the Kubernetes API chaoscert needs, with timeouts."""
+
+    def __init__(self, api_client: client.ApiClient, timeout_s: float = 10.0):
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.timeout_s = timeout_s
+
+    @classmethod
+    def connect(
+        cls, configuration: client.Configuration, timeout_s: float = 10.0
+    ) -> KubeApi:
+        """An API bound to `configuration`. urllib3 would retry a timed-out call
+        three times, quadrupling every bound; chaoscert retries where it means to."""
+        configuration.retries = 0
+        return cls(client.ApiClient(configuration), timeout_s)
+
+    def close(self) -> None:
+        self.api_client.close()  # type: ignore[no-untyped-call]
+
+    def _call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, _request_timeout=self.timeout_s, **kwargs)
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            if status == 404:
+                raise NotFound(f"{what}: not found") from None
+            if status == 409:
+                raise Conflict(f"{what}: conflict") from None
+            if status == 429:
+                raise EvictionBlocked(
+                    f"{what}: refused (429), a PodDisruptionBudget would be violated"
+                ) from None
+            raise KubeError(
+                f"{what}: HTTP {status} {exc.reason or ''}".strip()
+            ) from None
+        except (Urllib3Error, OSError) as exc:
+            raise KubeError(f"{what}: {type(exc).__name__}") from None
+
+    # -- pods -------------------------------------------------------------------
+    def pods(self, namespace: str, selector: str) -> list[client.V1Pod]:
+        result = self._call(
+            f"list pods {selector} in {namespace}",
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+        )
+        return list(result.items or [])
+
+    def pods_on_node(self, node: str) -> list[client.V1Pod]:
+        result = self._call(
+            f"list pods on node {node}",
+            self.core.list_pod_for_all_namespaces,
+            field_selector=f"spec.nodeName={node}",
+        )
+        return list(result.items or [])
+
+    def delete_pod(self, namespace: str, name: str, grace_s: int = 0) -> bool:
+        """Delete a pod (grace 0: at once, as a crash); False if it was gone."""
+        try:
+            self._call(
+                f"delete pod {namespace}/{name}",
+                self.core.delete_namespaced_pod,
+                name,
+                namespace,
+                grace_period_seconds=grace_s,
+                body=client.V1DeleteOptions(grace_period_seconds=grace_s),
+            )
+        except NotFound:
+            return False
+        return True
+
+    def evict_pod(self, namespace: str, name: str) -> bool:
+        """Evict a pod through the Eviction API, which respects PDBs."""
+        body = client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace)
+        )
+        try:
+            self._call(
+                f"evict pod {namespace}/{name}",
+                self.core.create_namespaced_pod_eviction,
+                name,
+                namespace,
+                body,
+            )
+        except NotFound:
+            return False
+        return True
+
+    # -- nodes ------------------------------------------------------------------
+    def node(self, name: str) -> client.V1Node:
+        return self._call(f"read node {name}", self.core.read_node, name)
+
+    def nodes(self, selector: str = "") -> list[client.V1Node]:
+        result = self._call(
+            f"list nodes {selector}".strip(),
+            self.core.list_node,
+            label_selector=selector or None,
+        )
+        return list(result.items or [])
+
+    def set_unschedulable(self, name: str, value: bool) -> None:
+        """Cordon (True) or uncordon (False) a node."""
+        self._call(
+            f"{'cordon' if value else 'uncordon'} node {name}",
+            self.core.patch_node,
+            name,
+            {"spec": {"unschedulable": value}},
+        )
+
+    def set_fault_taint(self, name: str, present: bool) -> None:
+        """Add or remove chaoscert's NoExecute taint, keeping every other taint."""
+        spec = self.node(name).spec
+        taints = [
+            {"key": t.key, "value": t.value, "effect": t.effect}
+            for t in ((spec.taints if spec else None) or [])
+            if t.key != FAULT_TAINT_KEY
+        ]
+        if present:
+            taints.append(
+                {"key": FAULT_TAINT_KEY, "value": "node-lost", "effect": "NoExecute"}
+            )
+        self._call(
+            f"{'taint' if present else 'untaint'} node {name}",
+            self.core.patch_node,
+            name,
+            {"spec": {"taints": taints}},
+        )
