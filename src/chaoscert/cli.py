@@ -32,6 +32,8 @@ def _stack(args: argparse.Namespace) -> LocalStack:
 def cmd_local_up(args: argparse.Namespace) -> int:
     platform = LocalPlatform(Path(args.topology), Path(args.state_dir))
     stack = platform.stack
+    # A live run's faults are its own to heal, not leftovers.
+    stack.refuse_if_running()
     for line in platform.heal_leftovers():
         console.print(f"healed a fault a killed run left behind: {line}")
     console.print(

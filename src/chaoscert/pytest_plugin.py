@@ -160,13 +160,21 @@ def scenario_run(
     try:
         yield run
     finally:
-        heal_errors = run.close()
+        heal_errors = chaoscert_platform.heal_all()
         steady_error = None
         try:
             seconds = chaoscert_platform.wait_steady(STEADY_AFTER_SCENARIO_S)
             log.info("steady state again %.1f s after the scenario", seconds)
         except ChaoscertError as exc:
             steady_error = f"the platform did not return to steady state: {exc}"
+        # A scenario that failed before its verdict step (it never recovered,
+        # say) is still judged on what was measured, once the platform is
+        # back, so no tier reads certified on a scenario never judged.
+        try:
+            run.finish_measurement()
+        except (ChaoscertError, AssertionError) as exc:
+            log.warning("measurement could not be finished: %s", exc)
+        heal_errors += run.close()
         report = request.node.stash.get(CALL_REPORT_KEY, None)
         status: Status
         if heal_errors or steady_error:

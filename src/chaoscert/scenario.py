@@ -296,13 +296,16 @@ class ScenarioRun:
     def result(self, status: Status, error: str | None = None) -> ScenarioResult:
         fault = None
         if self.fault is not None:
+            # The fault window runs from the first injection to the last heal.
+            last = max(self.faults, key=lambda h: h.healed_mono or float("inf"))
+            healed = all(h.healed for h in self.faults)
             fault = FaultResult(
                 kind=self.fault.kind,
                 target=self.fault.target,
                 injected_at=self.fault.injected_at,
-                healed_at=self.fault.healed_at,
+                healed_at=last.healed_at if healed else None,
                 injected_mono=self.fault.injected_mono,
-                healed_mono=self.fault.healed_mono,
+                healed_mono=last.healed_mono if healed else None,
                 details={
                     **self.fault.details,
                     "together_with": [

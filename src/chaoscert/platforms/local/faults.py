@@ -40,30 +40,35 @@ def service_pid(stack: LocalStack, node: str, service: str) -> int | None:
     except (OSError, ValueError):
         return None
     pid = status.get(service, {}).get("pid")
-    return int(pid) if pid and psutil.pid_exists(int(pid)) else None
+    # The status file may be stale: only a pid inside the node's own group is
+    # the program, never a process that reused the number.
+    if not pid or int(pid) not in stack.group(node).pids():
+        return None
+    return int(pid)
 
 
-def freeze_nodes(stack: LocalStack, nodes: list[str]) -> list[Undo]:
-    undo = []
+# Every act appends its undo step to `undo` before it acts, so a fault that
+# fails or is interrupted halfway is still healed for what it did.
+
+
+def freeze_nodes(stack: LocalStack, nodes: list[str], undo: list[Undo]) -> None:
     for node in nodes:
         undo.append({"op": "thaw", "node": node})
         stack.group(node).freeze(ACT_TIMEOUT_S)
-    return undo
 
 
-def kill_nodes(stack: LocalStack, nodes: list[str]) -> list[Undo]:
-    undo = []
+def kill_nodes(stack: LocalStack, nodes: list[str], undo: list[Undo]) -> None:
     for node in nodes:
         undo.append({"op": "start", "node": node})
         stack.group(node).kill(ACT_TIMEOUT_S)
-    return undo
 
 
-def kill_service(stack: LocalStack, node: str, service: str) -> list[Undo]:
+def kill_service(stack: LocalStack, node: str, service: str, undo: list[Undo]) -> None:
     """Kill one program and its children at once, as a container is killed."""
     pid = service_pid(stack, node, service)
     if pid is None:
         raise FaultError(f"no running {service} on node {node} to kill")
+    undo.append({"op": "await", "node": node, "service": service, "old_pid": pid})
     try:
         root = psutil.Process(pid)
         victims = [root, *root.children(recursive=True)]
@@ -75,16 +80,14 @@ def kill_service(stack: LocalStack, node: str, service: str) -> list[Undo]:
         except psutil.NoSuchProcess:
             continue
     psutil.wait_procs(victims, timeout=ACT_TIMEOUT_S)
-    return [{"op": "await", "node": node, "service": service, "old_pid": pid}]
 
 
-def stop_processes(pids: list[int]) -> list[Undo]:
+def stop_processes(pids: list[int], undo: list[Undo]) -> None:
     """SIGSTOP: the process keeps its sockets and answers nothing."""
-    undo = []
     for pid in pids:
         undo.append({"op": "cont", "pid": pid})
-        os.kill(pid, signal.SIGSTOP)
-    return undo
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
 
 
 def walsender_pids(stack: LocalStack, node: str) -> list[int]:
@@ -132,9 +135,15 @@ def switchover(stack: LocalStack, leader: str, candidate: str) -> float:
 
 
 def undo_all(stack: LocalStack, steps: list[Undo]) -> None:
-    """Heal: replay the undo steps, newest first."""
+    """Heal: replay every undo step, newest first, even when one fails."""
+    errors = []
     for step in reversed(steps):
-        UNDO[step["op"]](stack, step)
+        try:
+            UNDO[step["op"]](stack, step)
+        except (FaultError, OSError) as exc:
+            errors.append(f"{step['op']} {step.get('node', step.get('pid'))}: {exc}")
+    if errors:
+        raise FaultError("; ".join(errors))
 
 
 def _thaw(stack: LocalStack, step: Undo) -> None:
@@ -146,12 +155,18 @@ def _start(stack: LocalStack, step: Undo) -> None:
 
 
 def _cont(stack: LocalStack, step: Undo) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(int(step["pid"]), signal.SIGCONT)
+    pid = int(step["pid"])
+    # Only a process of this stack: a record replayed later may name a pid
+    # that now belongs to something else.
+    if any(pid in stack.group(node).pids() for node in stack.layout.nodes()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 def _await(stack: LocalStack, step: Undo) -> None:
     """A killed program comes back by its node's restart; wait for it, bounded."""
+    if stack.agent_pid(step["node"]) is None:
+        return  # the node is not running: starting it brings the program back
     deadline = time.monotonic() + RESTART_TIMEOUT_S
     while time.monotonic() < deadline:
         pid = service_pid(stack, step["node"], step["service"])

@@ -29,7 +29,7 @@ from chaoscert.platforms.local.layout import EDGE_NODE, Layout, default_state_di
 from chaoscert.platforms.local.stack import LocalStack
 from chaoscert.topology import Service, load_topology
 
-Act = Callable[[], list[Undo]]
+Act = Callable[[list[Undo]], None]
 
 log = logging.getLogger("chaoscert.local")
 
@@ -152,7 +152,7 @@ class LocalPlatform(Platform):
         handle = FaultHandle(kind, what, lambda: undo_all(self.stack, undo), details)
         self.registry.add(handle)
         try:
-            undo.extend(act())
+            act(undo)
         finally:
             # The record on disk must carry every undo step already needed.
             self.registry.save()
@@ -163,13 +163,15 @@ class LocalPlatform(Platform):
         node = self.resolve_node(target)
         what = f"node {node}{self._role_text(node)}"
         act = freeze_nodes if mode == "hang" else kill_nodes
-        return what, lambda: act(self.stack, [node])
+        return what, lambda undo: act(self.stack, [node], undo)
 
     def _zone_fault(self, target: str, mode: str) -> tuple[str, Act]:
         zone = self.resolve_zone(target)
         nodes = self.nodes_of_zone(zone)
         act = freeze_nodes if mode == "hang" else kill_nodes
-        return f"zone {zone} ({', '.join(nodes)})", lambda: act(self.stack, nodes)
+        return f"zone {zone} ({', '.join(nodes)})", lambda undo: act(
+            self.stack, nodes, undo
+        )
 
     def _role_text(self, node: str) -> str:
         role = health.patroni_cluster(self.layout).role_of(node)
@@ -186,41 +188,40 @@ class LocalPlatform(Platform):
             raise FaultError("no replica to switch over to")
         candidate = target if target not in ("", "replica") else ranked[0]
 
-        def act() -> list[Undo]:
+        def act(undo: list[Undo]) -> None:
             took_s = switchover(self.stack, leader, candidate)
             self.event(
                 "patroni", f"switchover from {leader} to {candidate}: {took_s:.1f} s"
             )
-            return []
 
         return f"primary {leader} to {candidate}", act
 
     def _kill(self, service: Service, target: str) -> tuple[str, Act]:
         node = self.resolve_service_node(service, target)
-        return f"{service} replica on {node}", lambda: kill_service(
-            self.stack, node, service
+        return f"{service} replica on {node}", lambda undo: kill_service(
+            self.stack, node, service, undo
         )
 
     def _etcd_loss(self, count: int) -> tuple[str, Act]:
         members = self.etcd_members_to_lose(count)
 
-        def act() -> list[Undo]:
+        def act(undo: list[Undo]) -> None:
             pids = [service_pid(self.stack, node, "etcd") for node in members]
             running = [pid for pid in pids if pid is not None]
             if len(running) != len(members):
                 raise FaultError(f"etcd is not running on every one of {members}")
-            return stop_processes(running)
+            stop_processes(running, undo)
 
         return f"etcd on {', '.join(members)}", act
 
     def _replication_stall(self) -> tuple[str, Act]:
         leader = self.database_primary()
 
-        def act() -> list[Undo]:
+        def act(undo: list[Undo]) -> None:
             pids = walsender_pids(self.stack, leader)
             if not pids:
                 raise FaultError(f"no WAL sender found on the primary {leader}")
-            return stop_processes(pids)
+            stop_processes(pids, undo)
 
         return f"WAL senders of the primary on {leader}", act
 

@@ -170,7 +170,7 @@ class LocalStack:
                 holder = handle.read().strip() or "unknown"
                 raise ChaoscertError(
                     f"a chaoscert run (pid {holder}) is using the local stack in"
-                    f" {self.state_dir}; stop it before `chaoscert local down`"
+                    f" {self.state_dir}; wait for it to end or stop it first"
                 ) from None
             fcntl.flock(handle, fcntl.LOCK_UN)
 
