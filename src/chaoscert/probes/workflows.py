@@ -13,6 +13,7 @@ Odoo 17 form (``move_ids``, ``invoice_line_ids``, ``(0, 0, vals)`` commands).
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from chaoscert.errors import ChaoscertError, ConfigError
@@ -29,7 +30,7 @@ class PrepareError(ChaoscertError):
     """The target lacks data a workflow needs (a product, a picking type, ...)."""
 
 
-class Workflow:
+class Workflow(ABC):
     """Base of every workflow; subclasses set ``name`` and ``write_model``."""
 
     name: ClassVar[str]
@@ -37,11 +38,12 @@ class Workflow:
     # The state an acknowledged write must still be in when read back.
     acknowledged_states: ClassVar[tuple[str, ...]] = ()
 
-    async def prepare(self, client: OdooClient) -> None:
+    async def prepare(self, client: OdooClient) -> None:  # noqa: B027 (optional)
         """Resolve ids and codes through the API; called once before attempts."""
 
+    @abstractmethod
     async def attempt(self, client: OdooClient) -> int | None:
-        raise NotImplementedError
+        """One attempt; the id of the acknowledged write, or None for a read."""
 
 
 def _many2one_id(value: Any) -> int | None:
@@ -104,7 +106,7 @@ class WarehouseScanning(Workflow):
     def __init__(self) -> None:
         self._codes: itertools.cycle[str] | None = None
 
-    async def prepare(self, client: OdooClient) -> None:
+    async def prepare(self, client: OdooClient) -> None:  # noqa: B027 (optional)
         products = await _barcoded_products(client, web=True)
         self._codes = itertools.cycle([str(row["barcode"]) for row in products])
 
@@ -134,7 +136,7 @@ class Dispatch(Workflow):
         self._picking: dict[str, Any] | None = None
         self._move: dict[str, Any] | None = None
 
-    async def prepare(self, client: OdooClient) -> None:
+    async def prepare(self, client: OdooClient) -> None:  # noqa: B027 (optional)
         rows = await client.execute_kw(
             "stock.picking.type",
             "search_read",
@@ -205,7 +207,7 @@ class ProcurementApproval(Workflow):
     def __init__(self) -> None:
         self._order: dict[str, Any] | None = None
 
-    async def prepare(self, client: OdooClient) -> None:
+    async def prepare(self, client: OdooClient) -> None:  # noqa: B027 (optional)
         vendors: list[list[Any]] = [
             [("supplier_rank", ">", 0)],
             [("is_company", "=", True)],
@@ -250,7 +252,7 @@ class InvoicePosting(Workflow):
     def __init__(self) -> None:
         self._invoice: dict[str, Any] | None = None
 
-    async def prepare(self, client: OdooClient) -> None:
+    async def prepare(self, client: OdooClient) -> None:  # noqa: B027 (optional)
         customers: list[list[Any]] = [
             [("customer_rank", ">", 0)],
             [("is_company", "=", True)],
