@@ -106,7 +106,7 @@ class WarehouseScanning(Workflow):
     def __init__(self) -> None:
         self._codes: itertools.cycle[str] | None = None
 
-    async def prepare(self, client: OdooClient) -> None:  # noqa: B027 (optional)
+    async def prepare(self, client: OdooClient) -> None:
         products = await _barcoded_products(client, web=True)
         self._codes = itertools.cycle([str(row["barcode"]) for row in products])
 
@@ -136,7 +136,7 @@ class Dispatch(Workflow):
         self._picking: dict[str, Any] | None = None
         self._move: dict[str, Any] | None = None
 
-    async def prepare(self, client: OdooClient) -> None:  # noqa: B027 (optional)
+    async def prepare(self, client: OdooClient) -> None:
         rows = await client.execute_kw(
             "stock.picking.type",
             "search_read",
@@ -207,7 +207,7 @@ class ProcurementApproval(Workflow):
     def __init__(self) -> None:
         self._order: dict[str, Any] | None = None
 
-    async def prepare(self, client: OdooClient) -> None:  # noqa: B027 (optional)
+    async def prepare(self, client: OdooClient) -> None:
         vendors: list[list[Any]] = [
             [("supplier_rank", ">", 0)],
             [("is_company", "=", True)],
@@ -252,7 +252,7 @@ class InvoicePosting(Workflow):
     def __init__(self) -> None:
         self._invoice: dict[str, Any] | None = None
 
-    async def prepare(self, client: OdooClient) -> None:  # noqa: B027 (optional)
+    async def prepare(self, client: OdooClient) -> None:
         customers: list[list[Any]] = [
             [("customer_rank", ">", 0)],
             [("is_company", "=", True)],
