@@ -6,15 +6,12 @@ import re
 
 from pytest_bdd import given, parsers, then, when
 
+from chaoscert.config import WORKFLOWS
 from chaoscert.platforms.base import Platform
 from chaoscert.scenario import ScenarioRun
 
-WORKFLOW_WORDS = {
-    "warehouse scanning": "warehouse_scanning",
-    "dispatch": "dispatch",
-    "procurement approval": "procurement_approval",
-    "invoice posting": "invoice_posting",
-}
+# "warehouse scanning" -> "warehouse_scanning", for every workflow chaoscert knows.
+WORKFLOW_WORDS = {name.replace("_", " "): name for name in WORKFLOWS}
 
 # "<target> hangs|crashes": the fault kind and the platform's target for it.
 NODE_TARGETS = {

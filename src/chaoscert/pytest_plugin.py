@@ -32,6 +32,7 @@ log = logging.getLogger("chaoscert.pytest")
 
 SCENARIO_KEY = pytest.StashKey[dict[str, Any]]()
 CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
+STATE_KEY = pytest.StashKey["RunState"]()
 STEADY_AFTER_SCENARIO_S = 180.0
 
 
@@ -125,9 +126,6 @@ class RunState:
 def _state(config: pytest.Config) -> RunState:
     state: RunState = config.stash.setdefault(STATE_KEY, RunState(config))
     return state
-
-
-STATE_KEY = pytest.StashKey[RunState]()
 
 
 @pytest.fixture(scope="session")
@@ -274,15 +272,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     except Exception as exc:  # the results are written; the report must not hide them
         log.error("report could not be rendered: %s", exc)
         return
-    session.config.stash[REPORT_KEY] = path
     redact_tree(state.writer.run_dir, secrets)
     if os.environ.get("CHAOSCERT_QUIET") != "1":
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
             tr.write_line(f"chaoscert report: {path}")
-
-
-REPORT_KEY = pytest.StashKey[Path]()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -141,8 +142,7 @@ class NodeGroup:
             except psutil.NoSuchProcess:
                 continue
 
-    def _wait(self, done: object, timeout_s: float, what: str) -> None:
-        assert callable(done)
+    def _wait(self, done: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if done():
