@@ -7,7 +7,6 @@ import re
 from pytest_bdd import given, parsers, then, when
 
 from chaoscert.config import WORKFLOWS
-from chaoscert.platforms.base import Platform
 from chaoscert.scenario import ScenarioRun
 
 # "warehouse scanning" -> "warehouse_scanning", for every workflow chaoscert knows.
@@ -40,8 +39,8 @@ def workflow_names(text: str) -> list[str]:
 
 # -- Given ---------------------------------------------------------------------
 @given(parsers.parse("the platform is in steady state within {seconds:d} seconds"))
-def steady_state(chaoscert_platform: Platform, seconds: int) -> None:
-    chaoscert_platform.wait_steady(seconds)
+def steady_state(scenario_run: ScenarioRun, seconds: int) -> None:
+    scenario_run.wait_steady(seconds)
 
 
 @given("every workflow is probed")

@@ -21,7 +21,8 @@ from chaoscert.platforms.local.platform import LocalPlatform
 from chaoscert.platforms.local.stack import LocalStack
 from chaoscert.topology import load_topology
 
-console = Console(stderr=True)
+# soft_wrap: a message is one line however long, for logs and for grep.
+console = Console(stderr=True, soft_wrap=True)
 DEFAULT_TOPOLOGY = Path("fixtures/topologies/reference.yaml")
 
 
@@ -94,13 +95,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from chaoscert.results import new_run_id
 
     # Bad input stops here, with one line, before anything starts.
-    load_topology(Path(args.topology))
     load_slo(Path(args.slo))
     if args.platform not in KNOWN_PLATFORMS:
         raise ConfigError(
             f"--platform {args.platform!r} is not available"
             f" (available: {', '.join(KNOWN_PLATFORMS)})"
         )
+    if args.platform == "kubernetes":
+        _check_target(args)
+    else:
+        load_topology(Path(args.topology))
     for option, value in (
         ("--rate-hz", args.rate_hz),
         ("--probe-timeout-s", args.probe_timeout_s),
@@ -116,6 +120,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = new_run_id()
     run_dir = Path(args.reports_dir) / run_id
     extra = [a for a in args.pytest_args if a != "--"]
+    outputs = [
+        f"--junitxml={run_dir / 'junit.xml'}",
+        f"--cucumberjson={run_dir / 'cucumber.json'}",
+    ]
     pytest_args = [
         str(suite / "steps"),
         f"--rootdir={suite}",
@@ -126,12 +134,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"--probe-timeout-s={args.probe_timeout_s}",
         f"--reports-dir={args.reports_dir}",
         f"--run-id={run_id}",
-        f"--junitxml={run_dir / 'junit.xml'}",
-        f"--cucumberjson={run_dir / 'cucumber.json'}",
         *([f"--state-dir={args.state_dir}"] if args.state_dir else []),
+        *([f"--target={args.target}"] if args.target else []),
+        *([f"--kubeconfig={args.kubeconfig}"] if args.kubeconfig else []),
+        *(["--dry-run"] if args.dry_run else outputs),
         *extra,
     ]
     console.print(f"run {run_id}: pytest {' '.join(pytest_args)}")
+    if args.dry_run:
+        return int(pytest.main(pytest_args))
     run_dir.mkdir(parents=True, exist_ok=True)
     code = int(pytest.main(pytest_args))
     if FaultRegistry.received_signal is not None:
@@ -143,6 +154,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif run_dir.exists():
         console.print(f"[red]no report was rendered; results in {run_dir}[/red]")
     return code
+
+
+def _check_target(args: argparse.Namespace) -> None:
+    """The target profile, its kube context and (unless a dry run) the Odoo
+    credentials and the permission for destructive faults, before anything."""
+    from chaoscert.platforms.kubernetes.platform import kube_configuration
+    from chaoscert.targets import load_target
+
+    if not args.target:
+        raise ConfigError("--platform kubernetes needs --target PROFILE.yaml")
+    target = Path(args.target)
+    profile = load_target(target)
+    if not args.dry_run:
+        profile.refuse_unless_allowed(profile.context, "faults")
+        profile.odoo.credentials(target)
+    kubeconfig = Path(args.kubeconfig) if args.kubeconfig else None
+    kube_configuration(profile, kubeconfig, target)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--probe-timeout-s", type=float, default=2.0)
     run.add_argument("--reports-dir", default="reports")
     run.add_argument("--state-dir", default=None)
+    run.add_argument("--target", default=None, help="target profile (kubernetes)")
+    run.add_argument("--kubeconfig", default=None, help="kubeconfig file")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan: which nodes and pods each fault would hit",
+    )
     run.add_argument("--suite", default=".", help="folder holding features/ and steps/")
     run.add_argument("pytest_args", nargs=argparse.REMAINDER)
     run.set_defaults(func=cmd_run)

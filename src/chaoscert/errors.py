@@ -61,3 +61,7 @@ class TransportError(ChaoscertError):
     def __init__(self, message: str, kind: str):
         super().__init__(message)
         self.kind = kind
+
+
+class FaultNotApplicable(FaultError):
+    """The platform has no way to make this fault; the scenario is skipped."""

@@ -21,7 +21,8 @@ from pytest_bdd.scenario import (
 )
 
 from chaoscert.config import SloConfig, load_slo
-from chaoscert.errors import ChaoscertError
+from chaoscert.errors import ChaoscertError, FaultNotApplicable
+from chaoscert.plan import PlanRun
 from chaoscert.platforms import get_platform
 from chaoscert.platforms.base import Platform
 from chaoscert.platforms.local.layout import default_state_dir
@@ -45,6 +46,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="local stack topology file",
     )
     group.addoption("--state-dir", default=None, help="local stack state directory")
+    group.addoption(
+        "--target", default=None, help="target profile (--platform kubernetes)"
+    )
+    group.addoption("--kubeconfig", default=None, help="kubeconfig (default: usual)")
+    group.addoption(
+        "--dry-run",
+        action="store_true",
+        help="print which nodes and pods each fault would hit; inject nothing",
+    )
     group.addoption("--slo", default="fixtures/slo-tiers.yaml", help="SLO tiers file")
     group.addoption("--rate-hz", type=float, default=10.0, help="probe attempts/s")
     group.addoption(
@@ -68,6 +78,11 @@ class RunState:
         self.slo: SloConfig | None = None
         self.writer: RunWriter | None = None
         self.interrupted = False
+        self.plans: list[PlanRun] = []
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.option("dry_run"))
 
     def option(self, name: str) -> Any:
         return self.config.getoption(name)
@@ -95,11 +110,20 @@ class RunState:
         slo_path = Path(self.option("slo"))
         self.slo = load_slo(slo_path)
         state_dir = self.option("state_dir")
+        target, kubeconfig = self.option("target"), self.option("kubeconfig")
         platform = get_platform(
             self.option("platform"),
             Path(self.option("topology")),
             Path(state_dir) if state_dir else default_state_dir(),
+            target=Path(target) if target else None,
+            kubeconfig=Path(kubeconfig) if kubeconfig else None,
         )
+        if self.dry_run:
+            # Read-only: no lease, no healing, no results; targets are
+            # resolved against the platform as it is now.
+            platform.ensure_up()
+            self.platform = platform
+            return platform
         platform.acquire()
         platform.registry.install()
         healed = platform.heal_leftovers()
@@ -141,11 +165,16 @@ def chaoscert_platform(pytestconfig: pytest.Config) -> Platform:
 @pytest.fixture
 def scenario_run(
     request: pytest.FixtureRequest, chaoscert_platform: Platform
-) -> Iterator[ScenarioRun]:
+) -> Iterator[ScenarioRun | PlanRun]:
     """One scenario's run; healed, recorded and followed by steady state."""
     state = _state(request.config)
     assert state.slo is not None
     info = request.node.stash.get(SCENARIO_KEY, {})
+    if state.dry_run:
+        plan = PlanRun(chaoscert_platform, state.slo, info.get("name", ""))
+        state.plans.append(plan)
+        yield plan
+        return
     run = ScenarioRun(
         chaoscert_platform,
         state.slo,
@@ -186,6 +215,7 @@ def scenario_run(
             status = "passed"
         elif report.skipped:
             status = "skipped"
+            error = _short(report)
         else:
             status = "failed"
             error = _short(report)
@@ -246,6 +276,15 @@ def pytest_collection_modifyitems(
         pytest.exit(f"chaoscert: {first[0]}{more}", returncode=2)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A fault this platform cannot make skips the scenario, saying why."""
+    try:
+        return (yield)
+    except FaultNotApplicable as exc:
+        pytest.skip(f"not applicable on this platform: {exc}")
+
+
 def pytest_keyboard_interrupt() -> None:
     log.warning("interrupted: healing live faults and writing what was measured")
 
@@ -255,6 +294,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # trylast: after pytest's own teardown of an interrupted scenario, which
     # records that scenario; the report must hold it too.
     state = session.config.stash.get(STATE_KEY, None)
+    if state is not None and state.dry_run:
+        _print_plan(session, state)
+        return
     if state is None or state.writer is None:
         return
     complete = exitstatus in (0, 1) and not session.shouldstop
@@ -277,6 +319,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
             tr.write_line(f"chaoscert report: {path}")
+
+
+def _print_plan(session: pytest.Session, state: RunState) -> None:
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None:
+        return
+    tr.write_sep("=", "chaoscert dry run: nothing was injected")
+    for plan in state.plans:
+        tr.write_line(f"{plan.name}:")
+        for line in plan.lines:
+            tr.write_line(f"  - {line}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

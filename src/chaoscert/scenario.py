@@ -107,6 +107,10 @@ class ScenarioRun:
             "probes", f"{slo.workflow_label(workflow)} now at {rate_hz:g} per second"
         )
 
+    def wait_steady(self, timeout_s: float) -> None:
+        """Wait for the platform's steady state, at most `timeout_s`."""
+        self.platform.wait_steady(timeout_s)
+
     def run_for(self, seconds: float) -> None:
         """Let traffic (and any fault) run for `seconds`."""
         time.sleep(seconds)

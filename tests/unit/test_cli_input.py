@@ -29,7 +29,12 @@ def chaoscert(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         (["--rate-hz", "0"], "--rate-hz must be a positive number"),
         (["--rate-hz", "inf"], "--rate-hz must be a positive number"),
         (["--probe-timeout-s", "-1"], "--probe-timeout-s must be a positive"),
-        (["--platform", "kubernetes"], "--platform 'kubernetes' is not available"),
+        (["--platform", "cloud"], "--platform 'cloud' is not available"),
+        (["--platform", "kubernetes"], "--platform kubernetes needs --target"),
+        (
+            ["--platform", "kubernetes", "--target", "fixtures/slo-tiers.yaml"],
+            "fixtures/slo-tiers.yaml: ",
+        ),
         (["--topology", "nowhere.yaml"], "nowhere.yaml: cannot read"),
         (["--slo", "fixtures/topologies/reference.yaml"], "field tiers"),
     ],

@@ -238,6 +238,10 @@ class Platform(ABC):
         """Inject fault `kind` on `target`; registered before it acts."""
 
     @abstractmethod
+    def plan(self, kind: str, target: str) -> str:
+        """What `kind` on `target` would hit now, without touching anything."""
+
+    @abstractmethod
     def observe(self) -> None:
         """Record what changed on the platform since the last call, as events."""
 

@@ -7,6 +7,7 @@ a 429 from the Eviction API (a PodDisruptionBudget said no).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +22,10 @@ log = logging.getLogger("chaoscert.kubernetes")
 
 T = TypeVar("T")
 FAULT_TAINT_KEY = "chaoscert.io/fault"
+# Every patch chaoscert sends is a JSON merge patch. The client would pick
+# JSON Patch for a node by default, which needs a list of operations.
+MERGE_PATCH = "application/merge-patch+json"
+TAINT_CONFLICT_RETRIES = 5
 
 
 class KubeError(ChaoscertError):
@@ -45,6 +50,9 @@ class KubeApi:
     def __init__(self, api_client: client.ApiClient, timeout_s: float = 10.0):
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
+        self.discovery = client.DiscoveryV1Api(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
         self.timeout_s = timeout_s
 
     @classmethod
@@ -147,23 +155,172 @@ class KubeApi:
             self.core.patch_node,
             name,
             {"spec": {"unschedulable": value}},
+            _content_type=MERGE_PATCH,
         )
 
     def set_fault_taint(self, name: str, present: bool) -> None:
-        """Add or remove chaoscert's NoExecute taint, keeping every other taint."""
-        spec = self.node(name).spec
-        taints = [
-            {"key": t.key, "value": t.value, "effect": t.effect}
-            for t in ((spec.taints if spec else None) or [])
-            if t.key != FAULT_TAINT_KEY
-        ]
-        if present:
-            taints.append(
-                {"key": FAULT_TAINT_KEY, "value": "node-lost", "effect": "NoExecute"}
-            )
-        self._call(
-            f"{'taint' if present else 'untaint'} node {name}",
-            self.core.patch_node,
-            name,
-            {"spec": {"taints": taints}},
+        """Add or remove chaoscert's NoExecute taint, keeping every other taint.
+
+        A merge patch replaces the whole list, so it carries the node's
+        resourceVersion: a taint the node controller adds meanwhile makes the
+        patch fail with 409 and the list is read again, a bounded number of
+        times."""
+        for attempt in range(TAINT_CONFLICT_RETRIES):
+            node = self.node(name)
+            taints = [
+                {"key": t.key, "value": t.value, "effect": t.effect}
+                for t in ((node.spec.taints if node.spec else None) or [])
+                if t.key != FAULT_TAINT_KEY
+            ]
+            if present:
+                taints.append(
+                    {
+                        "key": FAULT_TAINT_KEY,
+                        "value": "node-lost",
+                        "effect": "NoExecute",
+                    }
+                )
+            version = node.metadata.resource_version if node.metadata else None
+            try:
+                self._call(
+                    f"{'taint' if present else 'untaint'} node {name}",
+                    self.core.patch_node,
+                    name,
+                    {
+                        "metadata": {"resourceVersion": version},
+                        "spec": {"taints": taints},
+                    },
+                    _content_type=MERGE_PATCH,
+                )
+                return
+            except Conflict:
+                log.info("node %s changed meanwhile (attempt %d)", name, attempt + 1)
+        raise Conflict(
+            f"node {name} kept changing; its taints could not be written after"
+            f" {TAINT_CONFLICT_RETRIES} attempts"
         )
+
+    # -- what the cluster did -----------------------------------------------------
+    def endpoint_slices(self, namespace: str) -> list[client.V1EndpointSlice]:
+        result = self._call(
+            f"list endpoint slices in {namespace}",
+            self.discovery.list_namespaced_endpoint_slice,
+            namespace,
+        )
+        return list(result.items or [])
+
+    def events(self, namespace: str) -> list[client.CoreV1Event]:
+        result = self._call(
+            f"list events in {namespace}",
+            self.core.list_namespaced_event,
+            namespace,
+        )
+        return list(result.items or [])
+
+    # -- leases: one run per target ---------------------------------------------
+    def lease(self, namespace: str, name: str) -> client.V1Lease:
+        return self._call(
+            f"read lease {namespace}/{name}",
+            self.coordination.read_namespaced_lease,
+            name,
+            namespace,
+        )
+
+    def create_lease(self, namespace: str, body: client.V1Lease) -> client.V1Lease:
+        return self._call(
+            f"create lease in {namespace}",
+            self.coordination.create_namespaced_lease,
+            namespace,
+            body,
+        )
+
+    def replace_lease(
+        self, namespace: str, name: str, body: client.V1Lease
+    ) -> client.V1Lease:
+        """Replace a lease; its resourceVersion makes a concurrent change a 409."""
+        return self._call(
+            f"replace lease {namespace}/{name}",
+            self.coordination.replace_namespaced_lease,
+            name,
+            namespace,
+            body,
+        )
+
+    def delete_lease(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            self._call(
+                f"delete lease {namespace}/{name}",
+                self.coordination.delete_namespaced_lease,
+                name,
+                namespace,
+            )
+
+    # -- operators ----------------------------------------------------------------
+    def custom_object(
+        self, group: str, version: str, namespace: str, plural: str, name: str
+    ) -> dict[str, Any]:
+        result = self._call(
+            f"read {plural} {namespace}/{name}",
+            self.custom.get_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+        )
+        if not isinstance(result, dict):
+            raise KubeError(f"read {plural} {namespace}/{name}: not an object")
+        return result
+
+    def patch_custom_status(
+        self,
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        body: dict[str, Any],
+    ) -> None:
+        self._call(
+            f"patch status of {plural} {namespace}/{name}",
+            self.custom.patch_namespaced_custom_object_status,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            body,
+            _content_type=MERGE_PATCH,
+        )
+
+    def post_to_pod(
+        self, namespace: str, pod: str, port: int, path: str, body: dict[str, Any]
+    ) -> tuple[int, str]:
+        """POST JSON to a pod's port through the API server's proxy; status and
+        body text. Used for Patroni's REST API, which listens inside the pod."""
+        what = f"POST {path} to pod {namespace}/{pod}:{port}"
+        method, url, headers, data, _ = self.api_client.param_serialize(
+            method="POST",
+            resource_path="/api/v1/namespaces/{namespace}/pods/{name}/proxy/{path}",
+            path_params={
+                "namespace": namespace,
+                "name": f"{pod}:{port}",
+                "path": path.lstrip("/"),
+            },
+            header_params={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            },
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api_client.call_api(
+                method, url, headers, data, _request_timeout=self.timeout_s
+            )
+            text = response.read().decode("utf-8", "replace")  # type: ignore[no-untyped-call]
+        except (Urllib3Error, OSError) as exc:
+            raise KubeError(f"{what}: {type(exc).__name__}") from None
+        except ApiException as exc:
+            return int(exc.status or 0), str(exc.body or "")
+        return int(response.status), text

@@ -159,6 +159,12 @@ class LocalPlatform(Platform):
         self.event("fault", f"{kind.replace('_', ' ')}: {what}")
         return handle
 
+    def plan(self, kind: str, target: str) -> str:
+        if kind not in self.FAULTS:
+            raise FaultError(f"the local platform cannot inject {kind!r}")
+        what, _ = self.FAULTS[kind](self, target)
+        return what
+
     def _node_fault(self, target: str, mode: str) -> tuple[str, Act]:
         node = self.resolve_node(target)
         what = f"node {node}{self._role_text(node)}"
