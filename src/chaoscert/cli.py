@@ -82,6 +82,34 @@ def cmd_local_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_heal(args: argparse.Namespace) -> int:
+    """Heal what a killed run left live, without starting a run."""
+    from chaoscert.platforms import get_platform
+
+    platform = get_platform(
+        args.platform,
+        Path(args.topology),
+        Path(args.state_dir),
+        target=Path(args.target) if args.target else None,
+        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+    )
+    if isinstance(platform, LocalPlatform):
+        # A live run's faults are its own to heal, not leftovers.
+        platform.stack.refuse_if_running()
+        healed = platform.heal_leftovers()
+    else:
+        platform.acquire()  # refuses while another run holds the target
+        try:
+            healed = platform.heal_leftovers()
+        finally:
+            platform.release()
+    for line in healed:
+        console.print(f"healed a fault a killed run left behind: {line}")
+    if not healed:
+        console.print("nothing to heal: no fault is on record")
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     from chaoscert.platforms.local import setup
 
@@ -189,6 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--topology", default=str(DEFAULT_TOPOLOGY))
         sub.add_argument("--state-dir", default=str(default_state_dir()))
         sub.set_defaults(func=func)
+    heal = commands.add_parser(
+        "heal", help="heal the faults a killed run left live (from their record)"
+    )
+    heal.add_argument("--platform", default="local", choices=KNOWN_PLATFORMS)
+    heal.add_argument("--topology", default=str(DEFAULT_TOPOLOGY))
+    heal.add_argument("--state-dir", default=str(default_state_dir()))
+    heal.add_argument("--target", default=None, help="target profile (kubernetes)")
+    heal.add_argument("--kubeconfig", default=None, help="kubeconfig file")
+    heal.set_defaults(func=cmd_heal)
+
     setup = commands.add_parser(
         "setup", help="install what the local stack needs (apt-get when root)"
     )

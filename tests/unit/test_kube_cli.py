@@ -172,3 +172,45 @@ def test_a_scenario_runs_for_real_against_the_api_contract_and_a_served_odoo(
             text = path.read_text(errors="replace")
             assert admin_password not in text and TOKEN not in text, path
     assert (reports / "latest" / "report.html").exists()
+
+
+def test_chaoscert_heal_undoes_what_a_killed_run_left_on_a_target(
+    tmp_path: Path, fake: tuple[Cluster, str]
+) -> None:
+    cluster, url = fake
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", url)
+    target = profile(tmp_path, url, mode="taint")
+    cluster.nodes["b1"]["spec"]["unschedulable"] = True
+    record = tmp_path / "state" / "targets" / "fake" / "live-faults.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(
+        json.dumps(
+            [
+                {
+                    "kind": "node_crash",
+                    "target": "node b1",
+                    "injected_at": "2026-12-03T01:00:00.000+00:00",
+                    "details": {"undo": [{"op": "uncordon", "node": "b1"}]},
+                }
+            ]
+        )
+    )
+    args = [
+        "heal",
+        "--platform=kubernetes",
+        f"--target={target}",
+        f"--kubeconfig={kubeconfig}",
+        f"--state-dir={tmp_path / 'state'}",
+    ]
+
+    first = chaoscert(*args)
+    second = chaoscert(*args)
+
+    assert first.returncode == 0, first.stderr
+    assert "healed a fault a killed run left behind: node_crash on node b1" in (
+        first.stderr
+    )
+    assert cluster.nodes["b1"]["spec"]["unschedulable"] is False
+    assert not record.exists()
+    assert cluster.leases == {}
+    assert "nothing to heal" in second.stderr
