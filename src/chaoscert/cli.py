@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     heal.add_argument("--kubeconfig", default=None, help="kubeconfig file")
     heal.set_defaults(func=cmd_heal)
 
+    from chaoscert.platforms.kubernetes import kindcli
+
+    kindcli.register(commands, console)
+
     setup = commands.add_parser(
         "setup", help="install what the local stack needs (apt-get when root)"
     )
