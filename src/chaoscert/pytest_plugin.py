@@ -125,11 +125,15 @@ class RunState:
             self.platform = platform
             return platform
         platform.acquire()
-        platform.registry.install()
-        healed = platform.heal_leftovers()
-        for line in healed:
-            log.warning("healed a fault a previous run left behind: %s", line)
-        platform.ensure_up()
+        try:
+            platform.registry.install()
+            healed = platform.heal_leftovers()
+            for line in healed:
+                log.warning("healed a fault a previous run left behind: %s", line)
+            platform.ensure_up()
+        except BaseException:
+            platform.release()  # nothing of this run to keep it for
+            raise
         self.platform = platform
         options = self.probe_options()
         rates = {w: options.rate_of(w) for w in self.slo.workflows}

@@ -56,6 +56,8 @@ class Cluster:
     clusters: dict[tuple[str, str], Obj] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     evictions_refused: int = 0
+    # The API server's own throttling: the next N requests of any kind get 429.
+    throttled: int = 0
     patch_conflicts: int = 0
     hang_s: float = 0.0
     patroni_answer: tuple[int, str] = (200, "Successfully switched over")
@@ -251,6 +253,10 @@ class Handler(BaseHTTPRequestHandler):
         if cluster.hang_s:
             time.sleep(cluster.hang_s)
         parts = path.strip("/").split("/")
+        if cluster.throttled > 0:
+            cluster.throttled -= 1
+            self._status(429, "TooManyRequests", "too many requests, retry later")
+            return
         with cluster.lock:
             self._route(method, parts, query, body, content_type)
 

@@ -584,3 +584,209 @@ def test_kubeconfig_context_is_found_or_named_without_credentials(
         with pytest.raises(ConfigError) as bad:
             kube_configuration(load_target(target), path, target)
         assert TOKEN not in str(bad.value) and "\n" not in str(bad.value)
+
+
+# -- found by review: records, leases, throttling, credentials ----------------------
+def test_each_undo_step_is_on_disk_before_the_act_it_undoes(
+    kube: KubernetesPlatform, containers: Containers
+) -> None:
+    on_disk: list[Any] = []
+    pause = containers.pause
+
+    def pause_and_look(node: str) -> None:
+        on_disk.append([s["node"] for s in record(kube)[0]["details"]["undo"]])
+        pause(node)
+
+    containers.pause = pause_and_look  # type: ignore[method-assign]
+    kube.inject("zone_hang", "zone-b")
+
+    # A run killed while the second node is being paused leaves both on record.
+    assert on_disk == [["b1"], ["b1", "b2"]]
+    kube.heal_all()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('[{"kind": "node_hang", "target": "node b1", "details": {"un', "JSONDecode"),
+        ("[1]", "TypeError"),
+        ('{"kind": "node_hang"}', "not a list of faults"),
+        ('[{"kind": "x", "target": "y", "details": {"undo": [1]}}]', "valid dict"),
+    ],
+)
+def test_an_unreadable_record_is_refused_and_kept(
+    tmp_path: Path, url: str, containers: Containers, text: str, reason: str
+) -> None:
+    kube = make(tmp_path, url, containers)
+    assert kube.registry.record is not None
+    kube.registry.record.parent.mkdir(parents=True)
+    kube.registry.record.write_text(text)
+
+    with pytest.raises(ConfigError) as refused:
+        kube.heal_leftovers()
+
+    assert reason in str(refused.value) and "it is kept" in str(refused.value)
+    assert kube.registry.record.read_text() == text
+
+
+def test_one_leftover_that_cannot_be_healed_does_not_stop_the_others(
+    tmp_path: Path, url: str, containers: Containers, cluster: Cluster
+) -> None:
+    killed = make(tmp_path, url, containers, mode="taint")
+    killed.inject("node_crash", "replica")
+    killed.inject("zone_hang", "zone-c")
+    assert killed.registry.record is not None
+    entries = json.loads(killed.registry.record.read_text())
+    entries[0]["details"]["undo"].append({"op": "unpause", "node": "b1"})
+    killed.registry.record.write_text(json.dumps(entries))
+
+    heir = make(tmp_path, url, containers, mode="taint")
+    with pytest.raises(FaultError) as caught:
+        heir.heal_leftovers()
+
+    assert "node_crash on node b1" in str(caught.value)
+    assert "healed: zone_hang on zone zone-c" in str(caught.value)
+    assert cluster.nodes["c1"]["spec"]["unschedulable"] is False
+    assert [e["kind"] for e in record(heir)] == ["node_crash"]
+
+
+def test_api_throttling_is_not_read_as_a_budget_and_steady_state_waits_it_out(
+    kube: KubernetesPlatform, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chaoscert.platforms.kubernetes.api import EvictionBlocked, KubeError
+
+    monkeypatch.setattr(kube_platform, "STEADY_POLL_S", 0.05)
+    cluster.throttled = 1
+    with pytest.raises(KubeError, match="too many requests") as caught:
+        kube.api.nodes()
+    assert not isinstance(caught.value, EvictionBlocked)
+    cluster.throttled = 3
+    assert kube.wait_steady(10) < 10
+
+
+def test_the_switchover_event_names_the_primary_patroni_chose(
+    tmp_path: Path, containers: Containers
+) -> None:
+    fake = Cluster()
+    reference(fake, flavour="patroni")
+    fake.operator_follows = False
+    server, url = serve(fake)
+    try:
+        kube = make(
+            tmp_path,
+            url,
+            containers,
+            database={"flavour": "patroni", "cluster": "odoo-db"},
+        )
+
+        def elsewhere() -> None:  # Patroni switched over to the other replica
+            fake.set_role("odoo", "odoo-db-0", "spilo-role", "replica")
+            fake.set_role("odoo", "odoo-db-2", "spilo-role", "master")
+
+        threading.Timer(0.3, elsewhere).start()
+        kube.inject("database_switchover", "")
+
+        [event] = [e for e in kube.events if e.source == "database"]
+        assert event.text.startswith("switchover from odoo-db-0 to odoo-db-2: ")
+    finally:
+        server.shutdown()
+
+
+def test_a_run_never_deletes_a_lease_it_lost_and_stops_injecting(
+    tmp_path: Path, url: str, containers: Containers, cluster: Cluster
+) -> None:
+    first = make(tmp_path, url, containers)
+    first.acquire()
+    first._lease_stop.set()
+    cluster.leases[("odoo", LEASE_NAME)]["spec"]["holderIdentity"] = "heir/9"
+
+    first.lease_lost = True  # what the renew loop concludes on its next round
+    with pytest.raises(FaultError, match="lost its lease"):
+        first.inject("node_hang", "primary")
+    first.release()
+
+    assert cluster.leases[("odoo", LEASE_NAME)]["spec"]["holderIdentity"] == "heir/9"
+    assert containers.calls == []
+
+
+def test_lease_times_always_carry_microseconds(
+    tmp_path: Path,
+    url: str,
+    containers: Containers,
+    cluster: Cluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datetime as dt
+
+    whole = dt.datetime(2026, 12, 3, 18, 0, 0, tzinfo=dt.UTC)
+
+    class Clock(dt.datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return whole
+
+    monkeypatch.setattr(kube_platform.dt, "datetime", Clock)
+    kube = make(tmp_path, url, containers)
+    kube.acquire()
+    try:
+        spec = cluster.leases[("odoo", LEASE_NAME)]["spec"]
+        assert spec["renewTime"].startswith("2026-12-03T18:00:00.000001")
+    finally:
+        kube.release()
+
+
+def test_other_taints_keep_their_time_added(
+    kube: KubernetesPlatform, cluster: Cluster
+) -> None:
+    unreachable = {
+        "key": "node.kubernetes.io/unreachable",
+        "effect": "NoExecute",
+        "timeAdded": "2026-12-03T18:00:00Z",
+    }
+    cluster.nodes["b1"]["spec"]["taints"] = [unreachable]
+
+    kube.api.set_fault_taint("b1", present=True)
+    kube.api.set_fault_taint("b1", present=False)
+
+    [kept] = cluster.nodes["b1"]["spec"]["taints"]
+    assert kept["key"] == unreachable["key"]
+    assert kept["timeAdded"].startswith("2026-12-03T18:00:00")
+
+
+def test_a_role_target_on_a_node_outside_the_zones_is_refused(
+    kube: KubernetesPlatform, cluster: Cluster, containers: Containers
+) -> None:
+    cluster.pods[("odoo", "odoo-db-1")]["spec"]["nodeName"] = "control-plane"
+
+    with pytest.raises(FaultError, match=r"node control-plane .* carries no"):
+        kube.inject("node_hang", "primary")
+    assert containers.calls == []
+
+
+def test_kubeconfig_that_is_not_yaml_or_whose_plugin_fails_is_one_line(
+    tmp_path: Path, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from chaoscert.targets import load_target
+
+    target = profile(tmp_path, url)
+    not_yaml = tmp_path / "not-yaml"
+    not_yaml.write_text("a: [\n")
+    plugin = tmp_path / "plugin.sh"
+    plugin.write_text(f"#!/bin/sh\necho 'leaked {TOKEN}' >&2\nexit 3\n")
+    plugin.chmod(0o755)
+    exec_config = write_kubeconfig(tmp_path / "exec", url)
+    data = yaml.safe_load(exec_config.read_text())
+    data["users"][0]["user"] = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": str(plugin),
+            "interactiveMode": "Never",
+        }
+    }
+    exec_config.write_text(yaml.safe_dump(data))
+
+    with pytest.raises(ConfigError, match="unreadable"):
+        kube_configuration(load_target(target), not_yaml, target)
+    with pytest.raises(ConfigError, match="credential plugin of context 'fake-ctx'"):
+        kube_configuration(load_target(target), exec_config, target)
+    assert TOKEN not in caplog.text

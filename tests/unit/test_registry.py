@@ -88,3 +88,16 @@ def test_redaction_replaces_every_secret_in_every_file(tmp_path: Path) -> None:
     assert not any(secret in text for text in texts)
     assert (tmp_path / "sub" / "log.txt").read_text() == "a [redacted] b [redacted]"
     assert (tmp_path / "clean.txt").read_text() == "nothing here"
+
+
+def test_an_undo_step_is_on_record_as_soon_as_it_is_added(tmp_path: Path) -> None:
+    from chaoscert.platforms.base import UndoLog
+
+    registry = FaultRegistry(tmp_path / "live.json")
+    undo = UndoLog(registry.save)
+    registry.add(FaultHandle("node_hang", "node a1", lambda: None, {"undo": undo}))
+
+    undo.append({"op": "thaw", "node": "a1"})
+
+    saved = json.loads((tmp_path / "live.json").read_text())
+    assert saved[0]["details"]["undo"] == [{"op": "thaw", "node": "a1"}]

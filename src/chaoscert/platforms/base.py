@@ -25,9 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
 
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from chaoscert.errors import FaultError
+from chaoscert.errors import ChaoscertError, ConfigError, FaultError
 
 log = logging.getLogger("chaoscert.faults")
 
@@ -106,6 +106,98 @@ class FaultHandle:
             "healed_mono": self.healed_mono,
             "heal_error": self.heal_error,
         }
+
+
+class UndoLog(list[dict[str, Any]]):
+    """A fault's undo steps; every step added is on disk before the act it
+    undoes, so a run killed halfway through a fault leaves what heals it."""
+
+    def __init__(self, on_change: Callable[[], None]):
+        super().__init__()
+        self._on_change = on_change
+
+    def append(self, step: dict[str, Any]) -> None:
+        super().append(step)
+        self._on_change()
+
+
+class LeftoverFault(BaseModel):
+    """One entry of a live-fault record, as a killed run left it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str
+    target: str
+    injected_at: str = "unknown"
+    undo: list[dict[str, Any]]
+
+
+def read_leftovers(record: Path) -> list[LeftoverFault]:
+    """The faults a record names; ConfigError (the file is kept) if unreadable."""
+    try:
+        entries = json.loads(record.read_text())
+        if not isinstance(entries, list):
+            raise ValueError("not a list of faults")
+        return [
+            LeftoverFault(
+                kind=entry["kind"],
+                target=entry["target"],
+                injected_at=entry.get("injected_at") or "unknown",
+                undo=entry.get("details", {}).get("undo", []),
+            )
+            for entry in entries
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        reason = (
+            exc.errors()[0]["msg"]
+            if isinstance(exc, ValidationError)
+            else type(exc).__name__
+            + (f": {exc}" if isinstance(exc, ValueError) else "")
+        )
+        raise ConfigError(
+            f"{record}: the record of live faults is unreadable ({reason[:120]});"
+            " it is kept: heal what it names by hand, then delete it"
+        ) from None
+
+
+def heal_leftovers_with(
+    record: Path | None, undo: Callable[[list[dict[str, Any]]], None]
+) -> list[str]:
+    """Replay every leftover fault's undo steps (each one tried); the record
+    keeps only the faults that could not be healed, and FaultError names them."""
+    if record is None or not record.exists():
+        return []
+    healed, failed, errors = [], [], []
+    for fault in read_leftovers(record):
+        what = f"{fault.kind} on {fault.target} (injected {fault.injected_at})"
+        try:
+            undo(fault.undo)
+            healed.append(what)
+        except (ChaoscertError, KeyError, TypeError, ValueError) as exc:
+            failed.append(fault)
+            errors.append(f"{what}: {exc}")
+    if failed:
+        record.write_text(
+            json.dumps(
+                [
+                    {
+                        "kind": f.kind,
+                        "target": f.target,
+                        "injected_at": f.injected_at,
+                        "details": {"undo": f.undo},
+                    }
+                    for f in failed
+                ],
+                indent=2,
+            )
+        )
+        done = f" (healed: {'; '.join(healed)})" if healed else ""
+        raise FaultError(
+            f"could not heal what a killed run left: {'; '.join(errors)}{done};"
+            f" still on record in {record}"
+        )
+    record.unlink(missing_ok=True)
+    return healed
 
 
 class FaultRegistry:

@@ -40,6 +40,10 @@ class Conflict(KubeError):
     pass
 
 
+class Throttled(KubeError):
+    """429: the API server asks to slow down (or, for an eviction, a PDB)."""
+
+
 class EvictionBlocked(FaultError):
     """The Eviction API refused (429): a PodDisruptionBudget would be violated."""
 
@@ -77,9 +81,9 @@ class KubeApi:
             if status == 409:
                 raise Conflict(f"{what}: conflict") from None
             if status == 429:
-                raise EvictionBlocked(
-                    f"{what}: refused (429), a PodDisruptionBudget would be violated"
-                ) from None
+                # The Eviction API says no with 429; so does the API server's
+                # own throttling, on any call: only evict_pod reads it as a PDB.
+                raise Throttled(f"{what}: too many requests (429)") from None
             raise KubeError(
                 f"{what}: HTTP {status} {exc.reason or ''}".strip()
             ) from None
@@ -134,6 +138,11 @@ class KubeApi:
             )
         except NotFound:
             return False
+        except Throttled:
+            raise EvictionBlocked(
+                f"evict pod {namespace}/{name}: refused (429), a"
+                " PodDisruptionBudget would be violated"
+            ) from None
         return True
 
     # -- nodes ------------------------------------------------------------------
@@ -168,7 +177,12 @@ class KubeApi:
         for attempt in range(TAINT_CONFLICT_RETRIES):
             node = self.node(name)
             taints = [
-                {"key": t.key, "value": t.value, "effect": t.effect}
+                {
+                    "key": t.key,
+                    "value": t.value,
+                    "effect": t.effect,
+                    **({"timeAdded": t.time_added.isoformat()} if t.time_added else {}),
+                }
                 for t in ((node.spec.taints if node.spec else None) or [])
                 if t.key != FAULT_TAINT_KEY
             ]
@@ -246,13 +260,22 @@ class KubeApi:
             body,
         )
 
-    def delete_lease(self, namespace: str, name: str) -> None:
+    def delete_lease(
+        self, namespace: str, name: str, resource_version: str | None = None
+    ) -> None:
+        """Delete a lease; with `resource_version`, only that version of it."""
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(resource_version=resource_version)
+            if resource_version
+            else None
+        )
         with contextlib.suppress(NotFound):
             self._call(
                 f"delete lease {namespace}/{name}",
                 self.coordination.delete_namespaced_lease,
                 name,
                 namespace,
+                body=options,
             )
 
     # -- operators ----------------------------------------------------------------
@@ -294,7 +317,13 @@ class KubeApi:
         )
 
     def post_to_pod(
-        self, namespace: str, pod: str, port: int, path: str, body: dict[str, Any]
+        self,
+        namespace: str,
+        pod: str,
+        port: int,
+        path: str,
+        body: dict[str, Any],
+        timeout_s: float | None = None,
     ) -> tuple[int, str]:
         """POST JSON to a pod's port through the API server's proxy; status and
         body text. Used for Patroni's REST API, which listens inside the pod."""
@@ -316,7 +345,7 @@ class KubeApi:
         )
         try:
             response = self.api_client.call_api(
-                method, url, headers, data, _request_timeout=self.timeout_s
+                method, url, headers, data, _request_timeout=timeout_s or self.timeout_s
             )
             text = response.read().decode("utf-8", "replace")  # type: ignore[no-untyped-call]
         except (Urllib3Error, OSError) as exc:

@@ -286,6 +286,12 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
         f" chaoscert run --platform kubernetes --target {TARGET_PROFILE}",
         markup=False,
     )
+    if name != "chaoscert":
+        console.print(
+            f"{TARGET_PROFILE} names the cluster chaoscert: copy it and set"
+            f" context kind-{name}, destructive_contexts and kind_cluster {name}",
+            markup=False,
+        )
     return 0
 
 

@@ -11,7 +11,6 @@ ready endpoints, events) is polled into the run's events.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import socket
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+import yaml
 from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.config.config_exception import ConfigException
@@ -33,7 +33,14 @@ from chaoscert.errors import (
     FaultError,
     FaultNotApplicable,
 )
-from chaoscert.platforms.base import Endpoint, FaultHandle, FaultRegistry, Platform
+from chaoscert.platforms.base import (
+    Endpoint,
+    FaultHandle,
+    FaultRegistry,
+    Platform,
+    UndoLog,
+    heal_leftovers_with,
+)
 from chaoscert.platforms.kubernetes import faults
 from chaoscert.platforms.kubernetes.api import (
     FAULT_TAINT_KEY,
@@ -56,6 +63,7 @@ STEADY_POLL_S = 2.0
 HEALTH_TIMEOUT_S = 5.0
 CNPG = ("postgresql.cnpg.io", "v1", "clusters")
 PATRONI_PORT = 8008
+PATRONI_SWITCHOVER_TIMEOUT_S = 45.0
 
 NOT_APPLICABLE = {
     "dcs_member_loss": (
@@ -71,6 +79,14 @@ NOT_APPLICABLE = {
         " chaoscert does not use on a cluster"
     ),
 }
+
+
+def micro_now() -> dt.datetime:
+    """Now, never on a whole second: the client writes datetimes with
+    isoformat(), which drops the fraction at 0 µs, and a Lease's MicroTime
+    fields want it."""
+    now = dt.datetime.now(dt.UTC)
+    return now if now.microsecond else now.replace(microsecond=1)
 
 
 def kube_configuration(
@@ -91,22 +107,59 @@ def kube_configuration(
                 f"{source}: context {profile.context!r} is not in kubeconfig"
                 f" {shown} (contexts: {', '.join(names) or 'none'})"
             )
-        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path,
-            context=profile.context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
+        with _CredentialPluginErrors() as plugin:
+            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path,
+                context=profile.context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        if plugin.failed:
+            raise ConfigError(
+                f"kubeconfig {shown}: the credential plugin of context"
+                f" {profile.context!r} failed (its output is not shown: it may"
+                " hold secrets)"
+            )
     except ConfigException as exc:
         first = str(exc).splitlines()[0][:200] if str(exc) else "unreadable"
         raise ConfigError(f"kubeconfig {shown}: {first}") from None
-    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        KeyError,
+        yaml.YAMLError,
+    ) as exc:
         # A malformed file trips the loader in many ways; its text may hold
         # credentials, so only the kind of error is shown.
         raise ConfigError(
             f"kubeconfig {shown}: unreadable ({type(exc).__name__})"
         ) from None
     return configuration
+
+
+class _CredentialPluginErrors(logging.Filter):
+    """The client logs an exec credential plugin's failure, stderr included,
+    on the root logger and goes on without credentials. Drop those records
+    (they may hold a token) and remember that the plugin failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if f"kubernetes{os.sep}config" in record.pathname:
+            self.failed = True
+            return False
+        return True
+
+    def __enter__(self) -> _CredentialPluginErrors:
+        logging.getLogger().addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeFilter(self)
 
 
 class KubernetesPlatform(Platform):
@@ -136,6 +189,7 @@ class KubernetesPlatform(Platform):
         self._lease_stop = threading.Event()
         self._lease_thread: threading.Thread | None = None
         self._holder = f"{socket.gethostname()}/{os.getpid()}"
+        self.lease_lost = False
         self._baseline: dict[str, int] = {}
         self._since = dt.datetime.now(dt.UTC)
         self._seen: dict[str, Any] = {}
@@ -185,7 +239,7 @@ class KubernetesPlatform(Platform):
         """Refuse a context the profile protects, then take the target's lease."""
         self.profile.refuse_unless_allowed(self.profile.context, "faults")
         namespace = self.profile.namespaces.app
-        now = dt.datetime.now(dt.UTC)
+        now = micro_now()
         body = self._lease_body(now)
         try:
             self.api.create_lease(namespace, body)
@@ -237,9 +291,13 @@ class KubernetesPlatform(Platform):
             try:
                 lease = self.watch_api.lease(namespace, LEASE_NAME)
                 if lease.spec is None or lease.spec.holder_identity != self._holder:
-                    log.error("lease %s was taken by another run", LEASE_NAME)
+                    log.error(
+                        "lease %s was taken by another run; no further fault",
+                        LEASE_NAME,
+                    )
+                    self.lease_lost = True
                     return
-                lease.spec.renew_time = dt.datetime.now(dt.UTC)
+                lease.spec.renew_time = micro_now()
                 self.watch_api.replace_lease(namespace, LEASE_NAME, lease)
             except ChaoscertError as exc:
                 log.warning("could not renew lease %s: %s", LEASE_NAME, exc)
@@ -250,8 +308,17 @@ class KubernetesPlatform(Platform):
         self._lease_stop.set()
         self._lease_thread.join(LEASE_RENEW_S)
         self._lease_thread = None
+        namespace = self.profile.namespaces.app
         try:
-            self.api.delete_lease(self.profile.namespaces.app, LEASE_NAME)
+            lease = self.api.lease(namespace, LEASE_NAME)
+            holder = lease.spec.holder_identity if lease.spec else None
+            if holder != self._holder:
+                log.warning(
+                    "lease %s is held by %s now; left alone", LEASE_NAME, holder
+                )
+                return
+            version = lease.metadata.resource_version if lease.metadata else None
+            self.api.delete_lease(namespace, LEASE_NAME, version)
         except ChaoscertError as exc:
             log.warning("lease %s not released (it expires): %s", LEASE_NAME, exc)
 
@@ -377,7 +444,19 @@ class KubernetesPlatform(Platform):
 
     def resolve_node(self, target: str) -> str:
         """A node by name, or by role: primary, replica (a node holding only a
-        database replica) or app (a node running Odoo and no database)."""
+        database replica) or app (a node running Odoo and no database). Only
+        nodes carrying the zone label are ever targets."""
+        node = self._resolve_role(target)
+        zoned = [n for nodes in self.zones().values() for n in nodes]
+        if node not in zoned:
+            raise FaultError(
+                f"node {node} ({target or 'primary'}) carries no"
+                f" {self.profile.zone_label} label; chaoscert faults only nodes"
+                f" in zones (nodes: {', '.join(zoned)})"
+            )
+        return node
+
+    def _resolve_role(self, target: str) -> str:
         if target in ("", "primary"):
             return self.database_primary()
         if target == "replica":
@@ -438,8 +517,13 @@ class KubernetesPlatform(Platform):
                 f" (known: {', '.join(sorted(self.FAULTS))})"
             )
         self.profile.refuse_unless_allowed(self.profile.context, kind)
+        if self.lease_lost:
+            raise FaultError(
+                f"target {self.profile.name}: this run lost its lease to another"
+                " run; no further fault is injected"
+            )
         what, act = self.FAULTS[kind](self, target)
-        undo: list[Undo] = []
+        undo = UndoLog(self.registry.save)
         handle = FaultHandle(
             kind,
             what,
@@ -546,9 +630,9 @@ class KubernetesPlatform(Platform):
                 self._cnpg_promote(namespace, candidate)
             else:
                 self._patroni_switchover(namespace, leader, candidate)
-            took_s = self._await_new_primary(leader, started)
+            took_s, primary = self._await_new_primary(leader, started)
             self.event(
-                "database", f"switchover from {leader} to {candidate}: {took_s:.1f} s"
+                "database", f"switchover from {leader} to {primary}: {took_s:.1f} s"
             )
 
         return f"primary {leader} to {candidate}", act
@@ -588,19 +672,23 @@ class KubernetesPlatform(Platform):
             PATRONI_PORT,
             "switchover",
             {"leader": leader, "candidate": candidate},
+            # Patroni answers once the switchover is done: up to twice
+            # max(10 s, loop_wait) of its own polling.
+            timeout_s=PATRONI_SWITCHOVER_TIMEOUT_S,
         )
         if status != 200:
             raise FaultError(
                 f"Patroni refused the switchover ({status}): {text.strip()[:200]}"
             )
 
-    def _await_new_primary(self, old: str, started: float) -> float:
-        """Seconds until a primary other than `old` is ready, bounded."""
+    def _await_new_primary(self, old: str, started: float) -> tuple[float, str]:
+        """Seconds until a primary other than `old` is ready (bounded), and it."""
         while time.monotonic() - started < NEW_PRIMARY_TIMEOUT_S:
             try:
                 primary = self._primary_pod()
-                if faults.pod_name(primary)[1] != old and _pod_ready(primary):
-                    return time.monotonic() - started
+                name = faults.pod_name(primary)[1]
+                if name != old and _pod_ready(primary):
+                    return time.monotonic() - started, name
             except ChaoscertError:
                 pass
             time.sleep(0.5)
@@ -632,23 +720,10 @@ class KubernetesPlatform(Platform):
 
     def heal_leftovers(self) -> list[str]:
         """Replay the undo steps of faults a killed run left in the record."""
-        record = self.registry.record
-        if record is None or not record.exists():
-            return []
-        try:
-            entries = json.loads(record.read_text())
-        except (OSError, ValueError):
-            entries = []
-        healed = []
-        for entry in entries:
-            steps = entry.get("details", {}).get("undo", [])
-            faults.undo_all(self.api, self._nodes_if_kind(), steps)
-            healed.append(
-                f"{entry.get('kind')} on {entry.get('target')}"
-                f" (injected {entry.get('injected_at')})"
-            )
-        record.unlink(missing_ok=True)
-        return healed
+        return heal_leftovers_with(
+            self.registry.record,
+            lambda steps: faults.undo_all(self.api, self._nodes_if_kind(), steps),
+        )
 
     # -- what Kubernetes did -------------------------------------------------------
     def observe(self) -> None:

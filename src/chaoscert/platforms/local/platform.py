@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,14 @@ from typing import Any, ClassVar
 from pydantic import SecretStr
 
 from chaoscert.errors import ChaoscertError, FaultError
-from chaoscert.platforms.base import Endpoint, FaultHandle, FaultRegistry, Platform
+from chaoscert.platforms.base import (
+    Endpoint,
+    FaultHandle,
+    FaultRegistry,
+    Platform,
+    UndoLog,
+    heal_leftovers_with,
+)
 from chaoscert.platforms.local import health
 from chaoscert.platforms.local.faults import (
     UNDO,
@@ -147,7 +153,7 @@ class LocalPlatform(Platform):
                 f" (known: {', '.join(sorted(self.FAULTS))})"
             )
         what, act = self.FAULTS[kind](self, target)
-        undo: list[Undo] = []
+        undo = UndoLog(self.registry.save)
         details: dict[str, Any] = {"undo": undo}
         handle = FaultHandle(kind, what, lambda: undo_all(self.stack, undo), details)
         self.registry.add(handle)
@@ -248,23 +254,12 @@ class LocalPlatform(Platform):
 
     def heal_leftovers(self) -> list[str]:
         """Replay the undo steps of faults a killed run left in the record."""
-        record = self.registry.record
-        if record is None or not record.exists():
-            return []
-        try:
-            entries = json.loads(record.read_text())
-        except (OSError, ValueError):
-            entries = []
-        healed = []
-        for entry in entries:
-            steps = entry.get("details", {}).get("undo", [])
-            undo_all(self.stack, [s for s in steps if s.get("op") in UNDO])
-            healed.append(
-                f"{entry.get('kind')} on {entry.get('target')}"
-                f" (injected {entry.get('injected_at')})"
-            )
-        record.unlink(missing_ok=True)
-        return healed
+        return heal_leftovers_with(
+            self.registry.record,
+            lambda steps: undo_all(
+                self.stack, [s for s in steps if s.get("op") in UNDO]
+            ),
+        )
 
     def observe(self) -> None:
         view = health.patroni_cluster(
