@@ -348,6 +348,25 @@ class Platform(ABC):
     def heal_all(self) -> list[str]:
         return self.registry.heal_all()
 
+    def run_fault(
+        self,
+        kind: str,
+        what: str,
+        act: Callable[[UndoLog], None],
+        undo: Callable[[list[dict[str, Any]]], None],
+    ) -> FaultHandle:
+        """Register a fault, then act; `act` adds each undo step before the
+        change it undoes, and `undo` replays them (newest first) to heal."""
+        steps = UndoLog(self.registry.save)
+        handle = FaultHandle(kind, what, lambda: undo(steps), {"undo": steps})
+        self.registry.add(handle)
+        try:
+            act(steps)
+        finally:
+            self.registry.save()
+        self.event("fault", f"{kind.replace('_', ' ')}: {what}")
+        return handle
+
     @abstractmethod
     def acquire(self) -> None:
         """Take the platform for this run; raise if another run holds it."""

@@ -38,7 +38,6 @@ from chaoscert.platforms.base import (
     FaultHandle,
     FaultRegistry,
     Platform,
-    UndoLog,
     heal_leftovers_with,
 )
 from chaoscert.platforms.kubernetes import faults
@@ -523,21 +522,13 @@ class KubernetesPlatform(Platform):
                 " run; no further fault is injected"
             )
         what, act = self.FAULTS[kind](self, target)
-        undo = UndoLog(self.registry.save)
-        handle = FaultHandle(
+        self._last_fault_mono = time.monotonic()
+        return self.run_fault(
             kind,
             what,
-            lambda: faults.undo_all(self.api, self._nodes_if_kind(), undo),
-            {"undo": undo},
+            act,
+            lambda steps: faults.undo_all(self.api, self._nodes_if_kind(), steps),
         )
-        self.registry.add(handle)
-        self._last_fault_mono = handle.injected_mono
-        try:
-            act(undo)
-        finally:
-            self.registry.save()
-        self.event("fault", f"{kind.replace('_', ' ')}: {what}")
-        return handle
 
     def plan(self, kind: str, target: str) -> str:
         """What `kind` on `target` would hit, without touching anything."""

@@ -15,7 +15,6 @@ from chaoscert.platforms.base import (
     FaultHandle,
     FaultRegistry,
     Platform,
-    UndoLog,
     heal_leftovers_with,
 )
 from chaoscert.platforms.local import health
@@ -153,17 +152,9 @@ class LocalPlatform(Platform):
                 f" (known: {', '.join(sorted(self.FAULTS))})"
             )
         what, act = self.FAULTS[kind](self, target)
-        undo = UndoLog(self.registry.save)
-        details: dict[str, Any] = {"undo": undo}
-        handle = FaultHandle(kind, what, lambda: undo_all(self.stack, undo), details)
-        self.registry.add(handle)
-        try:
-            act(undo)
-        finally:
-            # The record on disk must carry every undo step already needed.
-            self.registry.save()
-        self.event("fault", f"{kind.replace('_', ' ')}: {what}")
-        return handle
+        return self.run_fault(
+            kind, what, act, lambda steps: undo_all(self.stack, steps)
+        )
 
     def plan(self, kind: str, target: str) -> str:
         if kind not in self.FAULTS:
