@@ -110,6 +110,15 @@ def cmd_heal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild the report of a Chaos Toolkit run from its journal."""
+    from chaoscert.ctk.journal import report_from_journal
+
+    path = report_from_journal(Path(args.journal), Path(args.reports_dir))
+    console.print(f"report: {path.resolve()}")
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     from chaoscert.platforms.local import setup
 
@@ -230,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     from chaoscert.platforms.kubernetes import kindcli
 
     kindcli.register(commands, console)
+
+    report = commands.add_parser(
+        "report", help="write the report of a Chaos Toolkit journal (chaos run)"
+    )
+    report.add_argument("journal", help="the journal.json `chaos run` wrote")
+    report.add_argument("--reports-dir", default="reports")
+    report.set_defaults(func=cmd_report)
 
     setup = commands.add_parser(
         "setup", help="install what the local stack needs (apt-get when root)"
