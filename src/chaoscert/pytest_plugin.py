@@ -26,8 +26,8 @@ from chaoscert.plan import PlanRun
 from chaoscert.platforms import get_platform
 from chaoscert.platforms.base import Platform
 from chaoscert.platforms.local.layout import default_state_dir
-from chaoscert.results import RunWriter, Status, probe_settings
-from chaoscert.scenario import ProbeOptions, ScenarioRun
+from chaoscert.results import RunWriter, Status, redact_tree
+from chaoscert.scenario import ProbeOptions, ScenarioRun, start_run
 
 log = logging.getLogger("chaoscert.pytest")
 
@@ -89,15 +89,8 @@ class RunState:
 
     def probe_options(self) -> ProbeOptions:
         assert self.slo is not None
-        tier_rates = {
-            workflow: tier.probe_rate_hz
-            for workflow in self.slo.workflows
-            if (tier := self.slo.tier_of(workflow)).probe_rate_hz is not None
-        }
-        return ProbeOptions(
-            rate_hz=self.option("rate_hz"),
-            timeout_s=self.option("probe_timeout_s"),
-            rates_hz=tier_rates,
+        return ProbeOptions.for_slo(
+            self.slo, self.option("rate_hz"), self.option("probe_timeout_s")
         )
 
     def release(self) -> None:
@@ -124,29 +117,14 @@ class RunState:
             platform.ensure_up()
             self.platform = platform
             return platform
-        platform.acquire()
-        try:
-            platform.registry.install()
-            healed = platform.heal_leftovers()
-            for line in healed:
-                log.warning("healed a fault a previous run left behind: %s", line)
-            platform.ensure_up()
-        except BaseException:
-            platform.release()  # nothing of this run to keep it for
-            raise
+        platform.take()
         self.platform = platform
-        options = self.probe_options()
-        rates = {w: options.rate_of(w) for w in self.slo.workflows}
-        described = platform.describe()
-        self.writer = RunWriter.start(
+        self.writer = start_run(
             Path(self.option("reports_dir")),
-            platform=platform.name,
-            topology=str(described.get("topology", "")),
-            probe=probe_settings(rates, options.timeout_s),
-            tiers=self.slo.tiers.values(),
+            platform,
+            self.slo,
+            self.probe_options(),
             run_id=self.option("run_id"),
-            platform_note=str(described.get("note", "")),
-            environment=described,
         )
         return platform
 
@@ -341,23 +319,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE_KEY, None)
     if state is not None and state.writer is not None and state.platform is not None:
         redact_tree(state.writer.run_dir, state.platform.secrets())
-
-
-def redact_tree(root: Path, secrets: list[str]) -> None:
-    """Replace every secret value in the files under `root` (defence in depth:
-    secrets are kept out of outputs at the source, this catches what slips)."""
-    values = [value for value in secrets if len(value) >= 8]
-    if not values or not root.exists():
-        return
-    for path in root.rglob("*"):
-        if not path.is_file() or path.is_symlink():
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if any(value in text for value in values):
-            for value in values:
-                text = text.replace(value, "[redacted]")
-            path.write_text(text, encoding="utf-8")
-            log.warning("redacted a secret that reached %s", path)

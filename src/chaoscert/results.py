@@ -410,3 +410,23 @@ class RunWriter:
 def _slug(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:60].rstrip("-") or "scenario"
+
+
+def redact_tree(root: Path, secrets: list[str]) -> None:
+    """Replace every secret value in the files under `root` (defence in depth:
+    secrets are kept out of outputs at the source, this catches what slips)."""
+    values = [value for value in secrets if len(value) >= 8]
+    if not values or not root.exists():
+        return
+    for path in root.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if any(value in text for value in values):
+            for value in values:
+                text = text.replace(value, "[redacted]")
+            path.write_text(text, encoding="utf-8")
+            log.warning("redacted a secret that reached %s", path)

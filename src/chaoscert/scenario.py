@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from chaoscert import slo
 from chaoscert.config import SloConfig
@@ -22,8 +23,10 @@ from chaoscert.probes.workflows import get_workflow
 from chaoscert.results import (
     EventResult,
     FaultResult,
+    RunWriter,
     ScenarioResult,
     Status,
+    probe_settings,
     workflow_result,
 )
 
@@ -46,6 +49,41 @@ class ProbeOptions:
 
     def rate_of(self, workflow: str) -> float:
         return self.rates_hz.get(workflow, self.rate_hz)
+
+    @classmethod
+    def for_slo(
+        cls, slo_config: SloConfig, rate_hz: float, timeout_s: float
+    ) -> ProbeOptions:
+        """`rate_hz` for every workflow whose tier sets no rate of its own."""
+        tier_rates = {
+            workflow: tier.probe_rate_hz
+            for workflow in slo_config.workflows
+            if (tier := slo_config.tier_of(workflow)).probe_rate_hz is not None
+        }
+        return cls(rate_hz=rate_hz, timeout_s=timeout_s, rates_hz=tier_rates)
+
+
+def start_run(
+    reports_dir: Path,
+    platform: Platform,
+    slo_config: SloConfig,
+    options: ProbeOptions,
+    run_id: str | None = None,
+    driver: str | None = None,
+) -> RunWriter:
+    """The writer of a new run directory, describing the platform and probes."""
+    described = platform.describe()
+    rates = {w: options.rate_of(w) for w in slo_config.workflows}
+    return RunWriter.start(
+        reports_dir,
+        platform=platform.name,
+        topology=str(described.get("topology", "")),
+        probe=probe_settings(rates, options.timeout_s),
+        tiers=slo_config.tiers.values(),
+        run_id=run_id,
+        platform_note=str(described.get("note", "")),
+        environment={**described, **({"driver": driver} if driver else {})},
+    )
 
 
 class ScenarioRun:

@@ -152,6 +152,26 @@ def kube(tmp_path: Path, url: str, containers: Containers) -> KubernetesPlatform
     return platform
 
 
+@pytest.fixture
+def spilo(
+    tmp_path: Path, containers: Containers
+) -> Iterator[tuple[Cluster, KubernetesPlatform]]:
+    """A cluster whose database is Patroni under Spilo, and its platform."""
+    fake = Cluster()
+    reference(fake, flavour="patroni")
+    server, url = serve(fake)
+    yield (
+        fake,
+        make(
+            tmp_path,
+            url,
+            containers,
+            database={"flavour": "patroni", "cluster": "odoo-db"},
+        ),
+    )
+    server.shutdown()
+
+
 def record(platform: KubernetesPlatform) -> list[dict[str, Any]]:
     path = platform.registry.record
     assert path is not None
@@ -306,33 +326,19 @@ def test_a_switchover_no_new_primary_follows_fails_within_its_bound(
 
 
 def test_patroni_switchover_goes_to_the_leaders_rest_api_through_the_proxy(
-    tmp_path: Path, containers: Containers
+    spilo: tuple[Cluster, KubernetesPlatform],
 ) -> None:
-    fake = Cluster()
-    reference(fake, flavour="patroni")
-    server, url = serve(fake)
-    try:
-        kube = make(
-            tmp_path,
-            url,
-            containers,
-            database={"flavour": "patroni", "cluster": "odoo-db"},
-        )
-        kube.inject("database_switchover", "")
-        [post] = fake.seen("POST")
-        assert (
-            post.path == "/api/v1/namespaces/odoo/pods/odoo-db-0:8008/proxy/switchover"
-        )
-        assert post.body == {"leader": "odoo-db-0", "candidate": "odoo-db-1"}
-        assert kube.database_primary() == "b1"
+    fake, kube = spilo
 
-        fake.patroni_answer = (412, "candidate name does not match with sync_standby")
-        with pytest.raises(
-            FaultError, match="Patroni refused the switchover \\(412\\)"
-        ):
-            kube.inject("database_switchover", "")
-    finally:
-        server.shutdown()
+    kube.inject("database_switchover", "")
+
+    [post] = fake.seen("POST")
+    assert post.path == "/api/v1/namespaces/odoo/pods/odoo-db-0:8008/proxy/switchover"
+    assert post.body == {"leader": "odoo-db-0", "candidate": "odoo-db-1"}
+    assert kube.database_primary() == "b1"
+    fake.patroni_answer = (412, "candidate name does not match with sync_standby")
+    with pytest.raises(FaultError, match=r"Patroni refused the switchover \(412\)"):
+        kube.inject("database_switchover", "")
 
 
 # -- replica kills ------------------------------------------------------------------
@@ -665,31 +671,20 @@ def test_api_throttling_is_not_read_as_a_budget_and_steady_state_waits_it_out(
 
 
 def test_the_switchover_event_names_the_primary_patroni_chose(
-    tmp_path: Path, containers: Containers
+    spilo: tuple[Cluster, KubernetesPlatform],
 ) -> None:
-    fake = Cluster()
-    reference(fake, flavour="patroni")
+    fake, kube = spilo
     fake.operator_follows = False
-    server, url = serve(fake)
-    try:
-        kube = make(
-            tmp_path,
-            url,
-            containers,
-            database={"flavour": "patroni", "cluster": "odoo-db"},
-        )
 
-        def elsewhere() -> None:  # Patroni switched over to the other replica
-            fake.set_role("odoo", "odoo-db-0", "spilo-role", "replica")
-            fake.set_role("odoo", "odoo-db-2", "spilo-role", "master")
+    def elsewhere() -> None:  # Patroni switched over to the other replica
+        fake.set_role("odoo", "odoo-db-0", "spilo-role", "replica")
+        fake.set_role("odoo", "odoo-db-2", "spilo-role", "master")
 
-        threading.Timer(0.3, elsewhere).start()
-        kube.inject("database_switchover", "")
+    threading.Timer(0.3, elsewhere).start()
+    kube.inject("database_switchover", "")
 
-        [event] = [e for e in kube.events if e.source == "database"]
-        assert event.text.startswith("switchover from odoo-db-0 to odoo-db-2: ")
-    finally:
-        server.shutdown()
+    [event] = [e for e in kube.events if e.source == "database"]
+    assert event.text.startswith("switchover from odoo-db-0 to odoo-db-2: ")
 
 
 def test_a_run_never_deletes_a_lease_it_lost_and_stops_injecting(

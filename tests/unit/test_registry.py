@@ -11,7 +11,7 @@ import pytest
 
 from chaoscert.errors import FaultError
 from chaoscert.platforms.base import FaultHandle, FaultRegistry
-from chaoscert.pytest_plugin import redact_tree
+from chaoscert.results import redact_tree
 
 
 class Switch:

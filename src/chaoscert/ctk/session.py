@@ -29,8 +29,13 @@ from chaoscert.platforms import get_platform
 from chaoscert.platforms.base import FaultHandle, Platform
 from chaoscert.platforms.local.layout import default_state_dir
 from chaoscert.probes.engine import ProbeSession
-from chaoscert.results import RunWriter, ScenarioResult, Status, probe_settings
-from chaoscert.scenario import RECOVERED_AFTER_SUCCESSES, ProbeOptions, ScenarioRun
+from chaoscert.results import RunWriter, ScenarioResult, Status, redact_tree
+from chaoscert.scenario import (
+    RECOVERED_AFTER_SUCCESSES,
+    ProbeOptions,
+    ScenarioRun,
+    start_run,
+)
 from chaoscert.slo import WorkflowVerdict, workflow_label
 
 log = logging.getLogger("chaoscert.ctk")
@@ -126,15 +131,11 @@ class CtkSession:
     # -- the platform, for the whole run ---------------------------------------
     def open(self) -> None:
         """Take the platform, heal what a killed run left, bring it up."""
-        self.platform.acquire()
+        self.platform.take()
         self._acquired = True
         # Registered after the registry's own exit hook, so it runs first:
         # close() heals, records what was measured and releases.
-        self.platform.registry.install()
         atexit.register(self.close)
-        for line in self.platform.heal_leftovers():
-            log.warning("healed a fault a previous run left behind: %s", line)
-        self.platform.ensure_up()
         log.info(
             "chaoscert session on the %s platform (%s)",
             self.platform.name,
@@ -164,15 +165,8 @@ class CtkSession:
 
     # -- one scenario ------------------------------------------------------------
     def probe_options(self) -> ProbeOptions:
-        tier_rates = {
-            workflow: tier.probe_rate_hz
-            for workflow in self.slo.workflows
-            if (tier := self.slo.tier_of(workflow)).probe_rate_hz is not None
-        }
-        return ProbeOptions(
-            rate_hz=self.settings.rate_hz,
-            timeout_s=self.settings.probe_timeout_s,
-            rates_hz=tier_rates,
+        return ProbeOptions.for_slo(
+            self.slo, self.settings.rate_hz, self.settings.probe_timeout_s
         )
 
     def start_scenario(
@@ -333,24 +327,16 @@ class CtkSession:
 
     def _writer(self) -> RunWriter:
         if self.writer is None:
-            options = self.probe_options()
-            described = self.platform.describe()
-            self.writer = RunWriter.start(
+            self.writer = start_run(
                 self.settings.reports_dir,
-                platform=self.platform.name,
-                topology=str(described.get("topology", "")),
-                probe=probe_settings(
-                    {w: options.rate_of(w) for w in self.slo.workflows},
-                    options.timeout_s,
-                ),
-                tiers=self.slo.tiers.values(),
-                platform_note=str(described.get("note", "")),
-                environment={**described, "driver": "chaostoolkit"},
+                self.platform,
+                self.slo,
+                self.probe_options(),
+                driver="chaostoolkit",
             )
         return self.writer
 
     def _render(self) -> None:
-        from chaoscert.pytest_plugin import redact_tree
         from chaoscert.report import render_report
 
         assert self.writer is not None

@@ -378,3 +378,19 @@ class Platform(ABC):
     def heal_leftovers(self) -> list[str]:
         """Heal faults a killed run left live (from the registry's record)."""
         return []
+
+    def take(self) -> list[str]:
+        """Take the platform for a run: hold it, heal on signals and exit,
+        heal what a killed run left (returned, to be said), bring it up. A
+        failure on the way gives the platform back before it propagates."""
+        self.acquire()
+        try:
+            self.registry.install()
+            healed = self.heal_leftovers()
+            for line in healed:
+                log.warning("healed a fault a previous run left behind: %s", line)
+            self.ensure_up()
+        except BaseException:
+            self.release()
+            raise
+        return healed
