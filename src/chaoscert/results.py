@@ -36,7 +36,8 @@ from chaoscert.slo import WorkflowVerdict
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: scenarios carry component log excerpts (``logs``).
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 SAMPLES_DIR = "samples"
 LATEST_LINK = "latest"
@@ -118,6 +119,15 @@ class EventResult(_Model):
     text: str
 
 
+class LogExcerpt(_Model):
+    """What one component wrote to its log while a scenario ran."""
+
+    component: str = Field(description="e.g. patroni on a1, or pod odoo-7f9c")
+    source: str = Field(description="the log's path or the pod it came from")
+    lines: list[str] = Field(default_factory=list)
+    omitted: int = Field(default=0, description="lines left out to keep it short")
+
+
 class ScenarioResult(_Model):
     feature: str
     name: str
@@ -126,6 +136,7 @@ class ScenarioResult(_Model):
     fault: FaultResult | None = None
     workflows: list[WorkflowResult] = Field(default_factory=list)
     events: list[EventResult] = Field(default_factory=list)
+    logs: list[LogExcerpt] = Field(default_factory=list)
     error: str | None = None
     samples_file: str | None = Field(
         default=None, description="JSON lines of Sample.to_dict(), relative to run"

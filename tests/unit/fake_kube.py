@@ -55,6 +55,7 @@ class Cluster:
     leases: dict[tuple[str, str], Obj] = field(default_factory=dict)
     clusters: dict[tuple[str, str], Obj] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
+    pod_logs: dict[tuple[str, str], str] = field(default_factory=dict)
     evictions_refused: int = 0
     # The API server's own throttling: the next N requests of any kind get 429.
     throttled: int = 0
@@ -229,6 +230,14 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _text(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _status(self, code: int, reason: str, message: str = "") -> None:
         self._send(
             code,
@@ -351,6 +360,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             cluster.remove_pod(key)
             self._send(201, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+        elif rest[1:] == ["log"] and method == "GET":
+            self._text(200, cluster.pod_logs.get(key, ""))
         elif method == "DELETE":
             self._send(200, cluster.remove_pod(key))
         else:

@@ -538,6 +538,44 @@ def test_observation_records_what_kubernetes_did(
     assert len(kube.events) == len(texts)  # nothing new, the same event not twice
 
 
+def test_component_logs_are_read_from_the_pods_since_the_mark(
+    kube: KubernetesPlatform, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube_platform.time, "time", lambda: 1_000_000.0)
+    marks = kube.log_marks()
+    cluster.pod_logs[("odoo", "odoo-db-1")] = (
+        "2026-12-04T05:00:01Z LOG:  database system is shut down\n"
+        "2026-12-04T05:00:02Z LOG:  promoted\n"
+    )
+    cluster.pod_logs[("traefik", "traefik-b")] = "x\n"
+    cluster.throttled = 0
+    monkeypatch.setattr(kube_platform.time, "time", lambda: 1_000_042.0)
+
+    texts = kube.component_logs(marks)
+
+    by_source = {t.source: t for t in texts}
+    assert set(by_source) == {"pod odoo/odoo-db-1", "pod traefik/traefik-b"}
+    assert by_source["pod odoo/odoo-db-1"].component == "database pod odoo-db-1"
+    assert by_source["pod odoo/odoo-db-1"].lines[-1].endswith("LOG:  promoted")
+    reads = [r for r in cluster.seen("GET") if r.path.endswith("/log")]
+    assert reads, "no pod log was read"
+    for read in reads:
+        assert read.query["sinceSeconds"] == ["43"]
+        assert read.query["tailLines"] == [str(kube_platform.POD_LOG_LINES)]
+        assert read.query["timestamps"] == ["true"]
+
+
+def test_a_pod_whose_log_cannot_be_read_is_left_out(
+    kube: KubernetesPlatform, cluster: Cluster
+) -> None:
+    marks = kube.log_marks()
+    cluster.pod_logs[("odoo", "odoo-a")] = "an app line\n"
+    cluster.throttled = 100  # every call answers 429 now
+
+    assert kube.component_logs(marks) == []
+    assert kube.component_logs({}) == []
+
+
 def test_the_description_and_secrets(
     kube: KubernetesPlatform, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -211,7 +211,7 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     loaded = load_results(writer.run_dir / "results.json")
 
     assert loaded == writer.results
-    assert loaded.schema_version == SCHEMA_VERSION == 1
+    assert loaded.schema_version == SCHEMA_VERSION == 2
     assert loaded.scenarios[0].fault is not None
     assert loaded.scenarios[0].fault.details == {
         "node": "zone-b/node-1",
@@ -247,7 +247,9 @@ def test_a_newer_schema_is_refused_naming_the_file(tmp_path: Path) -> None:
     data["something_new"] = True
     path.write_text(json.dumps(data))
 
-    with pytest.raises(ConfigError, match="schema_version 2 is newer") as caught:
+    with pytest.raises(
+        ConfigError, match=f"schema_version {SCHEMA_VERSION + 1} is newer"
+    ) as caught:
         load_results(path)
     assert str(path) in str(caught.value)
 

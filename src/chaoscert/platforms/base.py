@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from chaoscert.errors import ChaoscertError, ConfigError, FaultError
+from chaoscert.platforms.logs import LogText
 
 log = logging.getLogger("chaoscert.faults")
 
@@ -347,6 +348,15 @@ class Platform(ABC):
 
     def heal_all(self) -> list[str]:
         return self.registry.heal_all()
+
+    def log_marks(self) -> dict[str, int]:
+        """Where each component's log stands now (see ``component_logs``)."""
+        return {}
+
+    def component_logs(self, marks: dict[str, int]) -> list[LogText]:
+        """What the components logged since ``marks``, as short excerpts for
+        the evidence; empty where the platform cannot read its logs."""
+        return []
 
     def run_fault(
         self,

@@ -108,6 +108,20 @@ class KubeApi:
         )
         return list(result.items or [])
 
+    def pod_log(self, namespace: str, name: str, since_s: int, tail_lines: int) -> str:
+        """What the pod's containers logged in the last ``since_s`` seconds, at
+        most ``tail_lines`` lines, each with the kubelet's timestamp."""
+        text = self._call(
+            f"read the log of pod {namespace}/{name}",
+            self.core.read_namespaced_pod_log,
+            name,
+            namespace,
+            since_seconds=max(1, since_s),
+            tail_lines=tail_lines,
+            timestamps=True,
+        )
+        return str(text or "")
+
     def delete_pod(self, namespace: str, name: str, grace_s: int = 0) -> bool:
         """Delete a pod (grace 0: at once, as a crash); False if it was gone."""
         try:

@@ -48,9 +48,13 @@ from chaoscert.platforms.kubernetes.api import (
     KubeError,
 )
 from chaoscert.platforms.kubernetes.faults import NodeContainers, Undo
+from chaoscert.platforms.logs import LogText, excerpt
 from chaoscert.targets import TargetProfile, load_target
 
 log = logging.getLogger("chaoscert.kubernetes")
+# Evidence, not monitoring: a few pods per group, a bounded tail of each.
+LOG_PODS_PER_GROUP = 6
+POD_LOG_LINES = 400
 
 Act = Callable[[list[Undo]], None]
 LEASE_NAME = "chaoscert-run"
@@ -491,6 +495,45 @@ class KubernetesPlatform(Platform):
         if target not in zones:
             raise FaultError(f"no zone {target!r} (zones: {', '.join(zones)})")
         return target
+
+    def log_marks(self) -> dict[str, int]:
+        return {"since_unix": int(time.time())}
+
+    def component_logs(self, marks: dict[str, int]) -> list[LogText]:
+        """The logs of the Odoo, Traefik and database pods since ``marks``
+        (pods deleted meanwhile took their logs with them)."""
+        since = marks.get("since_unix")
+        if since is None:
+            return []
+        since_s = int(time.time()) - since + 1
+        texts = []
+        for group in ("database", "app", "ingress"):
+            try:
+                pods = self._pods(group)
+            except ChaoscertError as exc:
+                log.debug("no %s logs: %s", group, exc)
+                continue
+            for pod in pods[:LOG_PODS_PER_GROUP]:
+                meta = pod.metadata
+                if meta is None or not meta.name or not meta.namespace:
+                    continue
+                namespace, name = str(meta.namespace), str(meta.name)
+                try:
+                    text = self.api.pod_log(namespace, name, since_s, POD_LOG_LINES)
+                except ChaoscertError as exc:
+                    log.debug("no log of %s/%s: %s", namespace, name, exc)
+                    continue
+                kept, omitted = excerpt(text.splitlines())
+                if kept:
+                    texts.append(
+                        LogText(
+                            f"{group} pod {name}",
+                            f"pod {namespace}/{name}",
+                            tuple(kept),
+                            omitted,
+                        )
+                    )
+        return texts
 
     def _pods(self, group: str) -> list[client.V1Pod]:
         namespace, selector = self._groups()[group]

@@ -32,6 +32,7 @@ from chaoscert.platforms.local.faults import (
 )
 from chaoscert.platforms.local.layout import EDGE_NODE, Layout, default_state_dir
 from chaoscert.platforms.local.stack import LocalStack
+from chaoscert.platforms.logs import LogText, excerpts_since, file_marks
 from chaoscert.topology import Service, load_topology
 
 Act = Callable[[list[Undo]], None]
@@ -278,6 +279,20 @@ class LocalPlatform(Platform):
             if servers:
                 self._last_servers[node] = servers
 
+    def _log_files(self) -> list[tuple[str, Path]]:
+        nodes = [n.name for n in self.stack.topology.nodes()] + [EDGE_NODE]
+        files = []
+        for node in nodes:
+            for path in sorted(self.layout.log_dir(node).glob("*.log")):
+                files.append((f"{path.stem} on {node}", path))
+        return files
+
+    def log_marks(self) -> dict[str, int]:
+        return file_marks(path for _, path in self._log_files())
+
+    def component_logs(self, marks: dict[str, int]) -> list[LogText]:
+        return excerpts_since(marks, self._log_files())
+
     def _frozen(self, node: str) -> bool:
         return self.stack.group(node).frozen()
 
@@ -297,6 +312,10 @@ class LocalPlatform(Platform):
             "cgroups": self.stack.group(EDGE_NODE).mechanism,
             "zones": {
                 zone.name: [n.name for n in zone.nodes] for zone in topology.zones
+            },
+            "replicas": {
+                service: len(topology.running(service))
+                for service in ("etcd", "postgres", "app", "ingress")
             },
             "patroni": topology.patroni.model_dump(),
             "app": topology.app.model_dump(),
