@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -54,6 +54,45 @@ KEEPALIVE_EXPIRY_S = 1.5
 VERIFY_REQUEST_TIMEOUT_S = 10.0
 
 
+@dataclass(slots=True)
+class Tally:
+    """Counts of one workflow's finished attempts, kept as they finish, for
+    displays; the SLO figures come from the samples, not from here.
+
+    ``latest_*`` describe the newest attempt by schedule that has finished;
+    ``since_mono`` is the start of the attempt that began its current up or
+    down state. ``ok`` is the probe's outcome: a slow success counts as ok.
+    """
+
+    samples: int = 0
+    failed: int = 0
+    latest_seq: int = 0
+    latest_ok: bool | None = None
+    latest_error_kind: str = ""
+    latest_error: str = ""
+    since_mono: float | None = None
+
+    def add(self, sample: Sample) -> None:
+        self.samples += 1
+        if not sample.ok:
+            self.failed += 1
+        if sample.seq < self.latest_seq:
+            return  # finished after newer attempts: not the current state
+        if sample.ok != self.latest_ok:
+            self.since_mono = sample.start_mono
+        self.latest_seq = sample.seq
+        self.latest_ok = sample.ok
+        self.latest_error_kind = sample.error_kind
+        self.latest_error = sample.error
+
+    @property
+    def success_pct(self) -> float | None:
+        """Finished attempts that succeeded, in percent; None before any."""
+        if not self.samples:
+            return None
+        return 100.0 * (self.samples - self.failed) / self.samples
+
+
 @dataclass(eq=False)
 class _Probe:
     """One workflow's schedule, client and results; touched only on the loop."""
@@ -68,6 +107,7 @@ class _Probe:
     scheduler: asyncio.Task[None] | None = None
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
     samples: list[Sample] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
 
     @property
     def name(self) -> str:
@@ -203,6 +243,12 @@ class ProbeSession:
         probe = self._probe(workflow)
         with self._samples_lock:
             return sorted(probe.samples, key=lambda sample: sample.seq)
+
+    def tally(self, workflow: str) -> Tally:
+        """``workflow``'s counts so far, without copying its samples; any thread."""
+        probe = self._probe(workflow)
+        with self._samples_lock:
+            return replace(probe.tally)
 
     @property
     def slipped(self) -> dict[str, int]:
@@ -384,6 +430,7 @@ class ProbeSession:
     def _keep(self, sample: Sample, probe: _Probe) -> None:
         with self._samples_lock:
             probe.samples.append(sample)
+            probe.tally.add(sample)
 
     async def _stop_all(self, bound_s: float) -> None:
         for probe in self._probes.values():
