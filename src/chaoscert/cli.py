@@ -119,16 +119,96 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    """Each scenario's longest outage over the last runs, regressions flagged.
+
+    Exit 0 when nothing regressed, 1 when something did or there is no history.
+    """
+    from rich.markup import escape
+
+    from chaoscert.history import contexts, history_path, latest_trends
+
+    if args.last < 1:
+        raise ConfigError(f"--last must be at least 1, not {args.last}")
+    path = history_path(Path(args.reports_dir))
+    out = Console()
+    if not out.is_terminal:
+        # Logs and pipes have no width to fit; wrapping a row would split it.
+        out = Console(width=max(out.width, 200), soft_wrap=True)
+    if not path.exists():
+        out.print(f"no history yet in {path}: no finished run is recorded there")
+        return 1
+
+    sparks = (out.encoding or "").lower().startswith("utf")
+    regressions: list[tuple[str, str, str]] = []
+    shown = 0
+    for platform, topology in contexts(path, args.platform, args.topology):
+        trends = latest_trends(path, platform, topology, args.scenario, args.last)
+        if not trends:
+            continue
+        title = f"{platform} / {topology}: up to the last {args.last} runs"
+        table = Table(title=escape(title))
+        for column in ("scenario", "workflow", "tier (limit)", "max outage s"):
+            table.add_column(column)
+        if sparks:
+            table.add_column("trend")
+        for column in ("latest s", "baseline s", "flag"):
+            table.add_column(column)
+        for trend in trends:
+            outages = [point.max_outage_s for point in trend.points]
+            baseline = (
+                f"{trend.baseline_s:.1f} ±{trend.noise_s:.1f}"
+                if trend.baseline_s is not None and trend.noise_s is not None
+                else "-"
+            )
+            flag = "REGRESSION" if trend.regression else ""
+            table.add_row(
+                escape(trend.scenario),
+                escape(trend.workflow),
+                escape(f"{trend.tier} ({trend.limit_s:g} s)"),
+                " ".join(f"{value:.1f}" for value in outages),
+                *([_sparkline(outages)] if sparks else []),
+                f"{trend.latest.max_outage_s:.1f}",
+                baseline,
+                f"[red]{flag}[/red]" if flag else "",
+            )
+            if trend.regression:
+                regressions.append((trend.scenario, trend.workflow, trend.regression))
+        out.print(table)
+        shown += len(trends)
+
+    if not shown:
+        out.print(f"no recorded run in {path} matches the filters given")
+        return 1
+    for scenario, workflow, sentence in regressions:
+        where = escape(f"{scenario} ({workflow}): {sentence}")
+        out.print(f"[red]REGRESSION[/red] {where}")
+    noun = "regression" if len(regressions) == 1 else "regressions"
+    out.print(f"{len(regressions) or 'no'} {noun} in {shown} scenario workflows")
+    return 1 if regressions else 0
+
+
+def _sparkline(values: list[float]) -> str:
+    """One block character per value, scaled between their least and most."""
+    blocks = "▁▂▃▄▅▆▇█"
+    low, high = min(values), max(values)
+    if high - low < 1e-9:
+        return blocks[3] * len(values)
+    scale = (len(blocks) - 1) / (high - low)
+    return "".join(blocks[round((value - low) * scale)] for value in values)
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     from chaoscert.platforms.local import setup
 
-    return setup.run(console)
+    return setup.run(console, tests=args.tests)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     import pytest
 
     from chaoscert.config import load_slo
+    from chaoscert.live import open_view
     from chaoscert.results import new_run_id
 
     # Bad input stops here, with one line, before anything starts.
@@ -181,15 +261,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return int(pytest.main(pytest_args))
     run_dir.mkdir(parents=True, exist_ok=True)
-    code = int(pytest.main(pytest_args))
+    # Taken before pytest captures descriptors 1 and 2 (see chaoscert.live).
+    view = open_view(run_id, plain=args.plain)
+    with view.attached():
+        code = int(pytest.main(pytest_args, plugins=[view.plugin()]))
     if FaultRegistry.received_signal is not None:
         code = 128 + FaultRegistry.received_signal
+    view.summarize()
     report = run_dir / "report.html"
     if report.exists():
         console.print(f"report: {report.resolve()}")
+        pdf = run_dir / "report.pdf"
+        if pdf.exists():
+            console.print(f"pdf: {pdf.resolve()}")
         console.print(f"latest: {Path(args.reports_dir).resolve() / 'latest'}")
     elif run_dir.exists():
         console.print(f"[red]no report was rendered; results in {run_dir}[/red]")
+    code = _tier_exit_code(run_dir, code)
+    view.finish(code)
+    return code
+
+
+def _tier_exit_code(run_dir: Path, code: int) -> int:
+    """Non-zero when any tier failed, even where every scenario passed (a
+    scenario that asserts only part of its verdict, say)."""
+    from chaoscert.report.html import tier_headlines
+    from chaoscert.results import load_results
+
+    if code != 0 or not (run_dir / "results.json").exists():
+        return code
+    try:
+        headlines = tier_headlines(load_results(run_dir))
+    except ConfigError as exc:
+        console.print(f"[red]chaoscert:[/red] {exc}")
+        return 1
+    failed = [h.heading for h in headlines if h.status == "NOT CERTIFIED"]
+    if failed:
+        console.print(f"[red]not certified[/red]: {', '.join(failed)}")
+        return 1
     return code
 
 
@@ -247,8 +356,32 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reports-dir", default="reports")
     report.set_defaults(func=cmd_report)
 
+    history = commands.add_parser(
+        "history",
+        help="each scenario's longest outage over the last runs, regressions"
+        " flagged (exit 1 on a regression)",
+    )
+    history.add_argument("--reports-dir", default="reports")
+    history.add_argument("--platform", default=None, help="only this platform")
+    history.add_argument(
+        "--topology", default=None, help="only this topology (its name)"
+    )
+    history.add_argument(
+        "--scenario", default=None, help="only scenarios whose name contains this"
+    )
+    history.add_argument(
+        "--last", type=int, default=10, help="runs shown per scenario (default 10)"
+    )
+    history.set_defaults(func=cmd_history)
+
     setup = commands.add_parser(
-        "setup", help="install what the local stack needs (apt-get when root)"
+        "setup",
+        help="install what the local stack and the report need (apt-get when root)",
+    )
+    setup.add_argument(
+        "--tests",
+        action="store_true",
+        help="also what chaoscert's own tests need (tesseract-ocr)",
     )
     setup.set_defaults(func=cmd_setup)
 
@@ -271,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the plan: which nodes and pods each fault would hit",
     )
     run.add_argument("--suite", default=".", help="folder holding features/ and steps/")
+    run.add_argument(
+        "--plain",
+        action="store_true",
+        help="one line per change instead of the live view (always so when"
+        " stderr is not a terminal)",
+    )
     run.add_argument("pytest_args", nargs=argparse.REMAINDER)
     run.set_defaults(func=cmd_run)
     return parser

@@ -65,3 +65,7 @@ class TransportError(ChaoscertError):
 
 class FaultNotApplicable(FaultError):
     """The platform has no way to make this fault; the scenario is skipped."""
+
+
+class ReportError(ChaoscertError):
+    """The report could not be printed or shot: the browser failed or timed out."""

@@ -22,6 +22,7 @@ from pytest_bdd.scenario import (
 
 from chaoscert.config import SloConfig, load_slo
 from chaoscert.errors import ChaoscertError, FaultNotApplicable
+from chaoscert.live import RunView, view_of
 from chaoscert.plan import PlanRun
 from chaoscert.platforms import get_platform
 from chaoscert.platforms.base import Platform
@@ -139,9 +140,13 @@ def chaoscert_platform(pytestconfig: pytest.Config) -> Platform:
     """The platform under test, up and registered for healing."""
     state = _state(pytestconfig)
     try:
-        return state.start()
+        platform = state.start()
     except ChaoscertError as exc:
         pytest.exit(f"chaoscert: {exc}", returncode=2)
+    view = view_of(pytestconfig)
+    if view is not None and state.writer is not None:
+        view.run_started(state.writer.results)
+    return platform
 
 
 @pytest.fixture
@@ -165,10 +170,12 @@ def scenario_run(
         name=info.get("name", request.node.name),
         tags=info.get("tags", []),
     )
+    view = _show_scenario(request, run)
     error: str | None = None
     try:
         yield run
     finally:
+        run.set_phase("teardown")
         heal_errors = chaoscert_platform.heal_all()
         steady_error = None
         try:
@@ -201,10 +208,23 @@ def scenario_run(
         else:
             status = "failed"
             error = _short(report)
+        result = run.result(status, error)
         if state.writer is not None:
-            state.writer.add_scenario(run.result(status, error), run.all_samples())
+            state.writer.add_scenario(result, run.all_samples())
+        if view is not None:
+            view.scenario_finished(result)
         if heal_errors or steady_error:
             pytest.fail(error or "", pytrace=False)
+
+
+def _show_scenario(request: pytest.FixtureRequest, run: ScenarioRun) -> RunView | None:
+    """Hand `run` to the view `chaoscert run` attached, if any; return it."""
+    view = view_of(request.config)
+    if view is not None:
+        items = request.session.items
+        index = items.index(request.node) + 1 if request.node in items else 0
+        view.scenario_started(run, index, len(items))
+    return view
 
 
 def _short(report: pytest.TestReport) -> str:
@@ -290,17 +310,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.release()
     state.writer.finish(complete=complete)
     try:
-        from chaoscert.report import render_report
+        from chaoscert.history import history_path
+        from chaoscert.report.publish import publish_run
 
-        path = render_report(state.writer.run_dir)
+        published = publish_run(
+            state.writer.run_dir,
+            history_path(Path(state.option("reports_dir"))),
+            secrets,
+        )
     except Exception as exc:  # the results are written; the report must not hide them
         log.error("report could not be rendered: %s", exc)
+        redact_tree(state.writer.run_dir, secrets)
         return
-    redact_tree(state.writer.run_dir, secrets)
     if os.environ.get("CHAOSCERT_QUIET") != "1":
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
-            tr.write_line(f"chaoscert report: {path}")
+            tr.write_line(f"chaoscert report: {published.html}")
+            if published.pdf is None:
+                tr.write_line(f"chaoscert: no report.pdf: {published.pdf_problem}")
 
 
 def _print_plan(session: pytest.Session, state: RunState) -> None:

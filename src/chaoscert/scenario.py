@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from chaoscert import slo
 from chaoscert.config import SloConfig
@@ -23,6 +25,7 @@ from chaoscert.probes.workflows import get_workflow
 from chaoscert.results import (
     EventResult,
     FaultResult,
+    LogExcerpt,
     RunWriter,
     ScenarioResult,
     Status,
@@ -38,6 +41,20 @@ RECOVERED_AFTER_SUCCESSES = 5
 # After recovery, traffic goes on this long so that a relapse (a healed node
 # rejoining, a second failover) is measured and judged too.
 SETTLE_AFTER_RECOVERY_S = 10.0
+
+# What a scenario is doing now, for displays (ScenarioRun.phase, on_change).
+Phase = Literal[
+    "starting",
+    "steady state",
+    "baseline",
+    "injecting",
+    "fault injected",
+    "healed",
+    "recovering",
+    "measuring",
+    "verdict",
+    "teardown",
+]
 
 
 @dataclass
@@ -106,6 +123,7 @@ class ScenarioRun:
         self.tags = tags or []
         self.started_mono = time.monotonic()
         self.first_event = len(platform.events)
+        self.log_marks = self._log_marks()
         self.probes: ProbeSession | None = None
         self.workflows: list[str] = []
         self.faults: list[FaultHandle] = []
@@ -114,6 +132,44 @@ class ScenarioRun:
         self.verdicts: dict[str, slo.WorkflowVerdict] = {}
         self._observer: threading.Thread | None = None
         self._observing = threading.Event()
+        self.phase: Phase = "starting"
+        self.phase_note = ""  # e.g. the fault being injected
+        # Called on the scenario's thread after each phase change; a display
+        # reads the rest (probes, faults, verdicts) from this object.
+        self.on_change: Callable[[Phase], None] | None = None
+
+    def set_phase(self, phase: Phase, note: str = "") -> None:
+        """Enter `phase` and tell the observer; its failures never stop the run."""
+        self.phase, self.phase_note = phase, note
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(phase)
+        except Exception as exc:  # a display must not break a scenario
+            log.debug("phase observer failed on %s: %r", phase, exc)
+
+    def _log_marks(self) -> dict[str, int]:
+        try:
+            return self.platform.log_marks()
+        except (ChaoscertError, OSError) as exc:
+            log.debug("log marks: %s", exc)
+            return {}
+
+    def _component_logs(self) -> list[LogExcerpt]:
+        try:
+            texts = self.platform.component_logs(self.log_marks)
+        except (ChaoscertError, OSError) as exc:
+            log.debug("component logs: %s", exc)
+            return []
+        return [
+            LogExcerpt(
+                component=t.component,
+                source=t.source,
+                lines=list(t.lines),
+                omitted=t.omitted,
+            )
+            for t in texts
+        ]
 
     # -- traffic -----------------------------------------------------------------
     def start_traffic(self, workflows: list[str]) -> None:
@@ -135,6 +191,7 @@ class ScenarioRun:
         self.probes.prepare()
         self.probes.start()
         self._start_observing()
+        self.set_phase("baseline")
 
     def scale_rate(self, workflow: str, factor: float) -> None:
         """Run `workflow` at `factor` times its configured rate from now on."""
@@ -147,6 +204,7 @@ class ScenarioRun:
 
     def wait_steady(self, timeout_s: float) -> None:
         """Wait for the platform's steady state, at most `timeout_s`."""
+        self.set_phase("steady state")
         self.platform.wait_steady(timeout_s)
 
     def run_for(self, seconds: float) -> None:
@@ -181,8 +239,10 @@ class ScenarioRun:
         return self.faults[0] if self.faults else None
 
     def inject(self, kind: str, target: str = "") -> FaultHandle:
+        self.set_phase("injecting", f"{kind} on {target}" if target else kind)
         handle = self.platform.inject(kind, target)
         self.faults.append(handle)
+        self.set_phase("fault injected")
         return handle
 
     def stall_replication_then_crash_primary(self, stall_s: float) -> None:
@@ -202,6 +262,7 @@ class ScenarioRun:
             if not handle.healed:
                 handle.heal()
                 self.platform.event("fault", f"{handle.kind} on {handle.target} healed")
+        self.set_phase("healed")
 
     # -- recovery ----------------------------------------------------------------
     def wait_available(self, timeout_s: float) -> dict[str, float]:
@@ -209,6 +270,7 @@ class ScenarioRun:
         a row, then keep measuring SETTLE_AFTER_RECOVERY_S; return seconds waited
         per workflow. Raise naming those that did not recover."""
         assert self.probes is not None, "traffic was not started"
+        self.set_phase("recovering")
         started = time.monotonic()
         waited: dict[str, float] = {}
         deadline = started + timeout_s
@@ -238,6 +300,7 @@ class ScenarioRun:
             return self.verdicts
         if self.probes is None:
             raise AssertionError("no traffic was measured in this scenario")
+        self.set_phase("measuring")
         self.samples = self.probes.stop()
         self._stop_observing()
         self.ledger = self.probes.verify_writes(verify_timeout_s)
@@ -252,6 +315,7 @@ class ScenarioRun:
                 list(check.lost) if check else 0,
                 1.0 / self.options.rate_of(workflow),
             )
+        self.set_phase("verdict")
         return self.verdicts
 
     def failures(self) -> list[str]:
@@ -261,6 +325,7 @@ class ScenarioRun:
     def assert_baseline(self, seconds: float) -> None:
         """Every workflow succeeded throughout the last `seconds` before any fault."""
         assert self.probes is not None, "traffic was not started"
+        self.set_phase("baseline")
         since = time.monotonic() - seconds
         # Attempts still waiting for an answer count too: let them end first.
         time.sleep(self.options.timeout_s)
@@ -307,6 +372,7 @@ class ScenarioRun:
 
     def assert_platform_recovers(self, timeout_s: float) -> None:
         """Heal every live fault and wait for steady state within `timeout_s`."""
+        self.set_phase("steady state")
         errors = self.platform.heal_all()
         if errors:
             raise AssertionError("; ".join(errors))
@@ -377,6 +443,7 @@ class ScenarioRun:
                 for w, verdict in self.verdicts.items()
             ],
             events=events,
+            logs=self._component_logs(),
             error=error,
             started_mono=self.started_mono,
             duration_s=time.monotonic() - self.started_mono,

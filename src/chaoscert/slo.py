@@ -302,6 +302,15 @@ def lost_writes_phrase(workflow: str, count: int) -> str:
     return f"{count} acknowledged {many}{of} were lost"
 
 
+def write_noun(workflow: str, count: int) -> str:
+    """What ``count`` acknowledged writes of ``workflow`` are called:
+    ``dispatches``, ``approval``, ``writes of procurement``."""
+    one, many = _WRITE_NOUNS.get(workflow, ("write", "writes"))
+    noun = one if count == 1 else many
+    of = "" if workflow in _WRITE_NOUNS else f" of {workflow_label(workflow)}"
+    return f"{noun}{of}"
+
+
 def allows_phrase(rpo_writes: int) -> str:
     if rpo_writes == 0:
         return "allows none"

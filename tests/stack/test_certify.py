@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from chaoscert.history import history_path, trends_for_run
 from chaoscert.platforms.local.platform import LocalPlatform
 from chaoscert.results import read_samples, scenario_samples_path
 from tests.stack.conftest import TEST_STATE_DIR, run_catalogue
@@ -63,6 +64,15 @@ def test_primary_hang_scenario_is_measured_judged_and_reported(
     assert "data:image/png;base64" in report
     assert (run_dir / "junit.xml").exists()
     json.loads((run_dir / "cucumber.json").read_text())
+    # The evidence: what the database nodes logged while the primary hung.
+    patroni = [log for log in scenario.logs if log.component.startswith("patroni on")]
+    assert patroni, [log.component for log in scenario.logs]
+    assert all(log.lines for log in patroni)
+    assert "Component logs" in report
+    # The PDF for sign-off, and the run in the nightly history.
+    assert (run_dir / "report.pdf").read_bytes().startswith(b"%PDF")
+    [trend, *_] = trends_for_run(history_path(reports), results)
+    assert trend.latest.run_id == results.run_id
     for secret in local_platform.secrets():
         for path in run_dir.rglob("*"):
             if path.is_file():

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from chaoscert.config import describe_validation
 from chaoscert.errors import ConfigError
+from chaoscert.history import history_path
 from chaoscert.probes.samples import Sample
 from chaoscert.report import render_report
 from chaoscert.results import RunResults, RunWriter, ScenarioResult
@@ -102,7 +103,10 @@ def report_from_journal(journal: Path, reports_dir: Path) -> Path:
     writer.finish(complete=complete)
     writer.results.ended_at = found[-1][0].ended_at or writer.results.ended_at
     writer.write()
-    return render_report(writer.run_dir)
+    # A rebuild shows the trend but is not a new run: the history keeps the
+    # run `chaos` itself recorded.
+    history = history_path(reports_dir)
+    return render_report(writer.run_dir, history if history.exists() else None)
 
 
 def _read_journal(path: Path) -> dict[str, Any]:

@@ -337,11 +337,16 @@ class CtkSession:
         return self.writer
 
     def _render(self) -> None:
-        from chaoscert.report import render_report
+        from chaoscert.history import history_path
+        from chaoscert.report.publish import publish_run
 
         assert self.writer is not None
         try:
-            render_report(self.writer.run_dir)
+            publish_run(
+                self.writer.run_dir,
+                history_path(self.settings.reports_dir),
+                self.platform.secrets(),
+            )
         except Exception as exc:  # the results are written; keep them visible
             log.error("report could not be rendered: %s", exc)
         redact_tree(self.writer.run_dir, self.platform.secrets())

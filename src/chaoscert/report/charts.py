@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Mapping, Sequence
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from chaoscert.history import Trend
 from chaoscert.probes.samples import Sample
 from chaoscert.results import ScenarioResult, WorkflowResult
 from chaoscert.slo import in_start_order, is_failed, measured_until_mono
@@ -22,6 +24,16 @@ OK_COLOUR = "#2e7d32"
 FAILED_COLOUR = "#c62828"
 OUTAGE_COLOUR = "#ef9a9a"
 FAULT_COLOUR = "#9e9e9e"
+LEADER_COLOUR = "#6a1b9a"
+# Colours of the platform's own events, by who reported them.
+EVENT_COLOURS = {
+    "patroni": LEADER_COLOUR,
+    "database": LEADER_COLOUR,
+    "haproxy": "#1565c0",
+    "kubernetes": "#ef6c00",
+    "fault": "#424242",
+}
+_LEADER = re.compile(r"leader changed|new primary|switchover from", re.IGNORECASE)
 DPI = 110
 
 
@@ -48,14 +60,27 @@ def timeline_png(scenario: ScenarioResult, samples: Sequence[Sample]) -> bytes:
     end_mono = measured_until_mono(samples)
 
     rows = max(1, len(workflows))
-    figure = Figure(figsize=(10, 0.6 + 2.0 * rows), dpi=DPI, layout="constrained")
+    events = _chartable_events(scenario)
+    sources = sorted({source for source, _, _ in events})
+    event_height = 0.35 + 0.22 * len(sources) if sources else 0.0
+    figure = Figure(
+        figsize=(10, 0.6 + 2.0 * rows + event_height), dpi=DPI, layout="constrained"
+    )
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(2 * rows, 1, height_ratios=[1, 2.2] * rows)
+    ratios = ([event_height / 0.62] if sources else []) + [1, 2.2] * rows
+    grid = figure.add_gridspec(len(ratios), 1, height_ratios=ratios)
+    offset = 1 if sources else 0
     first: Axes | None = None
+    leader_changes = [x - zero for _, x, text in events if _is_leader(text)]
+    if sources:
+        first = figure.add_subplot(grid[0])
+        _draw_events(first, events, sources, zero)
+        _shade_fault(first, scenario, zero)
+        first.tick_params(labelbottom=False)
     for row, result in enumerate(workflows):
-        strip = figure.add_subplot(grid[2 * row], sharex=first)
+        strip = figure.add_subplot(grid[offset + 2 * row], sharex=first)
         first = first or strip
-        latency = figure.add_subplot(grid[2 * row + 1], sharex=first)
+        latency = figure.add_subplot(grid[offset + 2 * row + 1], sharex=first)
         mine = by_workflow.get(result.name, [])
         _draw_status(strip, result, mine, zero)
         _draw_latency(latency, result, mine, zero)
@@ -64,6 +89,8 @@ def timeline_png(scenario: ScenarioResult, samples: Sequence[Sample]) -> bytes:
         for axes in (strip, latency):
             _shade_fault(axes, scenario, zero)
             _mark_outages(axes, result, zero, end_mono)
+            for x in leader_changes:
+                axes.axvline(x, color=LEADER_COLOUR, linestyle="--", linewidth=0.9)
         last_row = row == len(workflows) - 1
         latency.tick_params(labelbottom=last_row)
         strip.tick_params(labelbottom=False)
@@ -73,6 +100,50 @@ def timeline_png(scenario: ScenarioResult, samples: Sequence[Sample]) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
+
+
+def _chartable_events(scenario: ScenarioResult) -> list[tuple[str, float, str]]:
+    """(source, monotonic time, text) of each event the chart can place."""
+    return [
+        (event.source, event.mono, event.text)
+        for event in scenario.events
+        if event.mono is not None
+    ]
+
+
+def _is_leader(text: str) -> bool:
+    return bool(_LEADER.search(text))
+
+
+def _draw_events(
+    axes: Axes,
+    events: Sequence[tuple[str, float, str]],
+    sources: Sequence[str],
+    zero: float,
+) -> None:
+    rows = {source: index for index, source in enumerate(sources)}
+    for source in sources:
+        mine = [x - zero for s, x, _ in events if s == source]
+        axes.scatter(
+            mine,
+            [rows[source]] * len(mine),
+            marker="D",
+            s=22,
+            color=EVENT_COLOURS.get(source, "#212121"),
+            zorder=3,
+        )
+    for _source, x, text in events:
+        if _is_leader(text):
+            axes.axvline(x - zero, color=LEADER_COLOUR, linestyle="--", linewidth=0.9)
+    axes.set_ylim(-0.7, len(sources) - 0.3)
+    axes.set_yticks(range(len(sources)), list(sources), fontsize=8)
+    axes.set_title(
+        "platform events (purple dashes: the database leader changed)",
+        loc="left",
+        fontsize=10,
+        parse_math=False,
+    )
+    axes.grid(axis="x", linewidth=0.3, alpha=0.6)
 
 
 def _group(samples: Sequence[Sample]) -> Mapping[str, list[Sample]]:
@@ -222,3 +293,36 @@ def _x_label(scenario: ScenarioResult) -> str:
             " red: outage windows; dashed: slow threshold"
         )
     return "seconds from the first sample; red: outage windows; dashed: slow threshold"
+
+
+def trend_png(trends: Sequence[Trend]) -> bytes:
+    """A scenario's longest outage per workflow over the runs in its history,
+    as a share of each workflow's limit (100 % is the limit), oldest first;
+    regressions are circled."""
+    figure = Figure(figsize=(10, 2.4), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    longest = max(trends, key=lambda t: len(t.points))
+    for trend in trends:
+        points = trend.points
+        # Align the newest run of every workflow on the right.
+        xs = list(range(len(longest.points) - len(points), len(longest.points)))
+        ys = [100.0 * p.max_outage_s / max(trend.limit_s, 1e-9) for p in points]
+        axes.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=trend.workflow)
+        if trend.regression and ys:
+            axes.scatter(
+                [xs[-1]], [ys[-1]], s=140, facecolors="none", edgecolors=FAILED_COLOUR
+            )
+    axes.axhline(100, color=FAILED_COLOUR, linestyle="--", linewidth=0.9)
+    axes.set_ylabel("longest outage, % of limit", fontsize=8)
+    axes.set_ylim(bottom=0)
+    ticks = list(range(len(longest.points)))
+    axes.set_xticks(
+        ticks, [p.started_at.strftime("%m-%d %H:%M") for p in longest.points]
+    )
+    axes.tick_params(axis="x", labelsize=7, labelrotation=30)
+    axes.grid(axis="y", linewidth=0.3, alpha=0.6)
+    axes.legend(fontsize=7, loc="upper left", ncols=4, frameon=False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,9 +11,17 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from chaoscert.errors import ConfigError
+from chaoscert.errors import ChaoscertError, ConfigError
+from chaoscert.history import Trend, trends_for_run
 from chaoscert.probes.samples import Sample
-from chaoscert.report.charts import png_data_uri, time_zero_mono, timeline_png
+from chaoscert.report.charts import (
+    png_data_uri,
+    time_zero_mono,
+    timeline_png,
+    trend_png,
+)
+from chaoscert.report.findings import findings_for_run
+from chaoscert.report.phrases import fault_phrase
 from chaoscert.results import (
     FaultResult,
     RunResults,
@@ -37,23 +45,6 @@ log = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 TEMPLATES = Path(__file__).parent / "templates"
-
-# How each fault kind reads after "when" in a headline; {target} is filled in.
-# Targets name what was hit ("node c1 (Postgres leader)", "zone zone-b (b1, b2)").
-_FAULT_PHRASES = {
-    "node hang": "{target} hung",
-    "node crash": "{target} crashed",
-    "zone hang": "{target} hung",
-    "zone crash": "{target} crashed",
-    "database primary hang": "the node holding the Postgres primary hung",
-    "database primary crash": "the node holding the Postgres primary crashed",
-    "database switchover": "the Postgres primary was switched over ({target})",
-    "ingress replica kill": "the {target} was killed",
-    "app replica kill": "the {target} was killed",
-    "dcs member loss": "{target} was lost",
-    "dcs quorum loss": "the DCS lost its quorum ({target} lost)",
-    "replication stall": "replication stalled ({target})",
-}
 
 
 @dataclass(frozen=True)
@@ -93,23 +84,99 @@ class ScenarioView:
     healed_after: str = ""
 
 
-def render_report(run_dir: Path) -> Path:
+@dataclass(frozen=True)
+class Overall:
+    """The one line the first screen leads with."""
+
+    status: str
+    css: str
+    sentence: str
+
+
+@dataclass(frozen=True)
+class Blocker:
+    anchor: str
+    scenario: str
+    sentence: str
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    outage: str
+    limit: str
+    lost: str
+    css: str
+    title: str
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    anchor: str
+    name: str
+    status: str
+    cells: list[MatrixCell | None]
+
+
+@dataclass(frozen=True)
+class TrendRow:
+    workflow: str
+    limit: str
+    values: str
+    latest: str
+    baseline: str
+    regression: str | None
+
+
+@dataclass(frozen=True)
+class TrendView:
+    anchor: str
+    scenario: str
+    chart_uri: str | None
+    rows: list[TrendRow]
+    runs: int
+
+
+def render_report(run_dir: Path, history: Path | None = None) -> Path:
     """Write ``run_dir/report.html`` from ``run_dir/results.json`` and the samples
-    files it names; returns the report's path. A missing samples file or an
-    incomplete run still renders, and says so."""
+    files it names; returns the report's path. With ``history`` (the nightly
+    history store), the report also shows each figure's trend over earlier
+    runs and flags regressions. A missing samples file or an incomplete run
+    still renders, and says so."""
     results = load_results(run_dir)
     scenarios = [
         _scenario_view(run_dir, index, scenario, results)
         for index, scenario in enumerate(results.scenarios, start=1)
     ]
+    trends = _trends(history, results)
+    regressions = _regressions(results, trends)
+    headlines = tier_headlines(results)
     html = (
         _environment()
         .get_template("report.html.j2")
         .render(
             run=results,
-            headlines=tier_headlines(results),
+            overall=overall_verdict(headlines),
+            headlines=headlines,
+            blockers=blockers(results),
             scenarios=scenarios,
             status_counts=_status_counts(results),
+            resolution=_resolution_text(results),
+            matrix_workflows=_matrix_workflows(results),
+            matrix=_matrix(results),
+            findings=findings_for_run(results, regressions),
+            trend_views=_trend_views(results, trends),
+            history_note=_history_note(history, trends),
+            regressions=len(regressions),
+            configuration=json.dumps(
+                {
+                    "environment": results.environment,
+                    "probe": results.probe.model_dump(),
+                    "tiers": {k: v.model_dump() for k, v in results.tiers.items()},
+                },
+                indent=2,
+                sort_keys=True,
+                default=str,
+            ),
         )
     )
 
@@ -117,6 +184,176 @@ def render_report(run_dir: Path) -> Path:
     write_atomically(path, html)
     log.info("report of run %s written to %s", results.run_id, path)
     return path
+
+
+def overall_verdict(headlines: Sequence[TierHeadline]) -> Overall:
+    """Certified for go-live only when every tier is certified."""
+    failed = [h for h in headlines if h.status == "NOT CERTIFIED"]
+    if failed:
+        names = ", ".join(h.heading for h in failed)
+        return Overall(
+            "NOT CERTIFIED for go-live",
+            "fail",
+            f"{_count(len(failed), 'tier')} broke a limit: {names}",
+        )
+    if not headlines:
+        return Overall("NOT MEASURED", "unknown", "no tier was measured in this run")
+    unknown = [h for h in headlines if h.css != "pass"]
+    if unknown:
+        return Overall(
+            "NOT CERTIFIED: incomplete",
+            "unknown",
+            "no limit was seen broken, but not everything was measured",
+        )
+    return Overall(
+        "CERTIFIED for go-live",
+        "pass",
+        f"every tier kept its limits in every scenario ({len(headlines)} tiers)",
+    )
+
+
+def blockers(results: RunResults) -> list[Blocker]:
+    """What stands in the way of certification, one line per scenario, in
+    business terms: the worst broken limit of the scenario, or its error."""
+    out = []
+    for index, scenario in enumerate(results.scenarios, start=1):
+        failing = [w for w in scenario.workflows if w.verdict != "pass"]
+        anchor = f"scenario-{index}"
+        if failing:
+            worst = min(failing, key=_severity)
+            sentence = _failure_sentence(scenario, worst)
+            others = [workflow_label(w.name) for w in failing if w is not worst]
+            if others:
+                sentence += f" (also failing: {', '.join(others)})"
+            out.append(Blocker(anchor, scenario.name, sentence))
+        elif scenario.status == "error":
+            why = (scenario.error or "an error").splitlines()[0][:300]
+            out.append(
+                Blocker(anchor, scenario.name, f"the scenario ended in an error: {why}")
+            )
+    return out
+
+
+def _resolution_text(results: RunResults) -> str:
+    rates = [r for r in results.probe.rates_hz.values() if r > 0]
+    if not rates:
+        return "not recorded"
+    finest, coarsest = 1 / max(rates), 1 / min(rates)
+    if abs(finest - coarsest) < 1e-9:
+        return f"outages measured to within {human_duration(finest)}"
+    return (
+        f"outages measured to within {human_duration(finest)} (tier-1 probes)"
+        f" to {human_duration(coarsest)}"
+    )
+
+
+def _matrix_workflows(results: RunResults) -> list[str]:
+    names: list[str] = [w for w in results.probe.rates_hz]
+    for scenario in results.scenarios:
+        names += [w.name for w in scenario.workflows if w.name not in names]
+    judged = {w.name for s in results.scenarios for w in s.workflows}
+    return [name for name in names if name in judged]
+
+
+def _matrix(results: RunResults) -> list[MatrixRow]:
+    columns = _matrix_workflows(results)
+    rows = []
+    for index, scenario in enumerate(results.scenarios, start=1):
+        by_name = {w.name: w for w in scenario.workflows}
+        cells = [_cell(by_name[name]) if name in by_name else None for name in columns]
+        rows.append(
+            MatrixRow(f"scenario-{index}", scenario.name, scenario.status, cells)
+        )
+    return rows
+
+
+def _cell(w: WorkflowResult) -> MatrixCell:
+    if w.samples == 0:
+        outage = "not measured"
+    elif not w.recovered:
+        outage = "not recovered"
+    else:
+        outage = human_duration(w.max_outage_s, above_s=w.slo.max_outage_s)
+    if w.writes:
+        lost = f"{w.lost_writes} of {w.acknowledged_writes} lost"
+    else:
+        lost = "reads only"
+    title = "; ".join(w.reasons) or "within its limits"
+    return MatrixCell(
+        outage, human_duration(w.slo.max_outage_s), lost, w.verdict, title
+    )
+
+
+def _trends(history: Path | None, results: RunResults) -> list[Trend]:
+    if history is None:
+        return []
+    try:
+        return trends_for_run(history, results)
+    except ChaoscertError as exc:
+        log.warning("no trend in the report: %s", exc)
+        return []
+
+
+def _trend_key(feature: str, scenario: str) -> tuple[str, str]:
+    return feature, scenario
+
+
+def _regressions(
+    results: RunResults, trends: Sequence[Trend]
+) -> list[tuple[int, str, str]]:
+    index_of = {
+        _trend_key(s.feature, s.name): i
+        for i, s in enumerate(results.scenarios, start=1)
+    }
+    out = []
+    for trend in trends:
+        index = index_of.get(_trend_key(trend.feature, trend.scenario))
+        if trend.regression and index is not None:
+            previous = trend.points[-2].run_id if len(trend.points) > 1 else "?"
+            out.append((index, trend.regression, previous))
+    return out
+
+
+def _trend_views(results: RunResults, trends: Sequence[Trend]) -> list[TrendView]:
+    grouped: dict[tuple[str, str], list[Trend]] = {}
+    for trend in trends:
+        grouped.setdefault(_trend_key(trend.feature, trend.scenario), []).append(trend)
+    views = []
+    for index, scenario in enumerate(results.scenarios, start=1):
+        mine = grouped.get(_trend_key(scenario.feature, scenario.name), [])
+        if not mine:
+            continue
+        runs = max(len(t.points) for t in mine)
+        chart = png_data_uri(trend_png(mine)) if runs > 1 else None
+        rows = [
+            TrendRow(
+                workflow=workflow_label(t.workflow),
+                limit=human_duration(t.limit_s),
+                values=" · ".join(f"{p.max_outage_s:.1f}" for p in t.points[:-1][-8:])
+                or "none",
+                latest=f"{t.points[-1].max_outage_s:.1f} s" if t.points else "—",
+                baseline="—" if t.baseline_s is None else f"{t.baseline_s:.1f} s",
+                regression=t.regression,
+            )
+            for t in mine
+        ]
+        views.append(TrendView(f"scenario-{index}", scenario.name, chart, rows, runs))
+    return views
+
+
+def _history_note(history: Path | None, trends: Sequence[Trend]) -> str:
+    if history is None:
+        return "no history store was given for this report"
+    runs = max((len(t.points) for t in trends), default=0)
+    if runs <= 1:
+        return (
+            f"this is the first run of these scenarios in {history.name}"
+            " on this platform and topology; trends start with the next run"
+        )
+    return (
+        f"from {history.name}: up to {runs} runs of each scenario on this platform"
+        " and topology, oldest first"
+    )
 
 
 def tier_headlines(results: RunResults) -> list[TierHeadline]:
@@ -205,17 +442,6 @@ def _failure_sentence(scenario: ScenarioResult, workflow: WorkflowResult) -> str
         down = human_duration(workflow.max_outage_s, above_s=slo.max_outage_s)
         return f"{name} was down {down}{when}; limit {human_duration(slo.max_outage_s)}"
     return workflow.reasons[0] if workflow.reasons else f"{name} failed its tier"
-
-
-def fault_phrase(fault: FaultResult) -> str:
-    """``the node holding the Postgres primary hung``, for a headline."""
-    kind = re.sub(r"[-_\s]+", " ", fault.kind).strip().lower()
-    template = _FAULT_PHRASES.get(kind, f"{fault.kind} hit {{target}}")
-    phrase = template.format(target=fault.target)
-    together = [str(item) for item in fault.details.get("together_with", [])]
-    if together:
-        phrase += ", then " + ", ".join(t.replace("_", " ") for t in together)
-    return phrase
 
 
 def _when(fault: FaultResult | None) -> str:

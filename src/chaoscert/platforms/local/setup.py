@@ -1,4 +1,6 @@
-"""Install what the local stack needs, loudly; `chaoscert local up` never does."""
+"""Install what the local stack and the report need, loudly; `chaoscert local
+up` never does. `chaoscert setup --tests` also installs what chaoscert's own
+tests need."""
 
 from __future__ import annotations
 
@@ -12,17 +14,22 @@ from chaoscert.errors import MissingProgramError
 from chaoscert.platforms.local import dbtier
 from chaoscert.platforms.local.layout import dbtier_venv
 from chaoscert.platforms.local.stack import PROGRAMS, missing_programs
+from chaoscert.report.pdf import find_chromium
 
 APT_TIMEOUT_S = 900
 PIP_TIMEOUT_S = 900
 DB_TIER_PACKAGES = ["patroni[etcd3,psycopg3]>=4.0", "psycopg[binary]>=3.1"]
 # Debian starts the services it installs; the stack runs its own copies.
 PACKAGED_SERVICES = ("etcd", "haproxy", "postgresql")
+REPORT_PACKAGES = ["chromium"]
+# Only chaoscert's own tests need these: they read the report's screenshots.
+TEST_PACKAGES = ["tesseract-ocr"]
 
 
-def run(console: Console) -> int:
-    """Install missing Debian packages (as root) and the database tier's venv."""
-    install_programs(console)
+def run(console: Console, tests: bool = False) -> int:
+    """Install missing Debian packages (as root), with those of chaoscert's own
+    tests if ``tests``, and the database tier's venv."""
+    install_programs(console, tests)
     dbtier.ensure_db_user()
     try:
         console.print(f"database tier interpreter: {dbtier.db_python()}")
@@ -41,12 +48,16 @@ def run(console: Console) -> int:
     return 0
 
 
-def install_programs(console: Console) -> None:
-    missing = missing_programs()
+def install_programs(console: Console, tests: bool = False) -> None:
+    missing = missing_programs() + _missing_beyond_the_stack(tests)
     if not missing:
         console.print("programs: all present")
         return
-    packages = sorted({package for _, package in PROGRAMS.values()})
+    packages = sorted(
+        {package for _, package in PROGRAMS.values()}
+        | set(REPORT_PACKAGES)
+        | set(TEST_PACKAGES if tests else [])
+    )
     if os.geteuid() != 0:
         raise MissingProgramError(
             "missing: "
@@ -64,3 +75,17 @@ def install_programs(console: Console) -> None:
         subprocess.run(
             ["service", service, "stop"], capture_output=True, timeout=60, check=False
         )
+
+
+def _missing_beyond_the_stack(tests: bool) -> list[str]:
+    missing = []
+    try:
+        find_chromium()
+    except MissingProgramError:
+        missing.append("chromium (prints report.pdf; Debian package chromium)")
+    if tests and not shutil.which("tesseract"):
+        missing.append(
+            "tesseract (reads the report's screenshots in chaoscert's tests;"
+            " Debian package tesseract-ocr)"
+        )
+    return missing
