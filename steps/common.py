@@ -37,8 +37,41 @@ def workflow_names(text: str) -> list[str]:
     return [WORKFLOW_WORDS[w] for w in words]
 
 
+# Converters: a step's parameters are checked when the catalogue is collected,
+# so a bad one is refused before anything starts (chaoscert.pytest_plugin).
+def one_workflow(text: str) -> str:
+    """'dispatch' -> 'dispatch'; exactly one workflow."""
+    names = workflow_names(text)
+    if len(names) != 1:
+        raise ValueError(f"one workflow expected, not {text!r}")
+    return names[0]
+
+
+def written(text: str) -> str | None:
+    """'write' (any workflow's) -> None, else the one workflow named."""
+    return None if text == "write" else one_workflow(text)
+
+
+def duration_s(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"a duration cannot be negative, not {value} seconds")
+    return value
+
+
+def rate_factor(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"a rate factor must be at least 1, not {value}")
+    return value
+
+
+SECONDS = {"seconds": duration_s}
+
+
 # -- Given ---------------------------------------------------------------------
-@given(parsers.parse("the platform is in steady state within {seconds:d} seconds"))
+@given(
+    parsers.parse("the platform is in steady state within {seconds:d} seconds"),
+    converters=SECONDS,
+)
 def steady_state(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.wait_steady(seconds)
 
@@ -48,12 +81,16 @@ def every_workflow_probed(scenario_run: ScenarioRun) -> None:
     scenario_run.start_traffic(list(scenario_run.slo.workflows))
 
 
-@given(parsers.parse("{workflows} are probed"))
-def probed(scenario_run: ScenarioRun, workflows: str) -> None:
-    scenario_run.start_traffic(workflow_names(workflows))
+@given(
+    parsers.parse("{workflows} are probed"), converters={"workflows": workflow_names}
+)
+def probed(scenario_run: ScenarioRun, workflows: list[str]) -> None:
+    scenario_run.start_traffic(workflows)
 
 
-@given(parsers.parse("every workflow succeeds for {seconds:d} seconds"))
+@given(
+    parsers.parse("every workflow succeeds for {seconds:d} seconds"), converters=SECONDS
+)
 def baseline(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.run_for(seconds)
     scenario_run.assert_baseline(seconds)
@@ -87,23 +124,27 @@ def etcd_lost(scenario_run: ScenarioRun, count: str) -> None:
     parsers.parse(
         "replication to every replica stalls for {seconds:d} seconds"
         " before the node holding the Postgres primary crashes"
-    )
+    ),
+    converters=SECONDS,
 )
 def stall_then_crash(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.stall_replication_then_crash_primary(seconds)
 
 
-@when(parsers.parse("{workflow} runs at {factor:d} times its rate"))
+@when(
+    parsers.parse("{workflow} runs at {factor:d} times its rate"),
+    converters={"workflow": one_workflow, "factor": rate_factor},
+)
 def burst(scenario_run: ScenarioRun, workflow: str, factor: int) -> None:
-    scenario_run.scale_rate(workflow_names(workflow)[0], factor)
+    scenario_run.scale_rate(workflow, factor)
 
 
-@when(parsers.parse("the fault lasts {seconds:d} seconds"))
+@when(parsers.parse("the fault lasts {seconds:d} seconds"), converters=SECONDS)
 def fault_lasts(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.run_for(seconds)
 
 
-@when(parsers.parse("{seconds:d} seconds pass"))
+@when(parsers.parse("{seconds:d} seconds pass"), converters=SECONDS)
 def time_passes(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.run_for(seconds)
 
@@ -114,26 +155,35 @@ def fault_healed(scenario_run: ScenarioRun) -> None:
 
 
 # -- Then ----------------------------------------------------------------------
-@then(parsers.parse("every workflow is available again within {seconds:d} seconds"))
+@then(
+    parsers.parse("every workflow is available again within {seconds:d} seconds"),
+    converters=SECONDS,
+)
 def available_again(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.wait_available(seconds)
 
 
-@then(parsers.parse("the platform recovers within {seconds:d} seconds"))
+@then(
+    parsers.parse("the platform recovers within {seconds:d} seconds"),
+    converters=SECONDS,
+)
 def platform_recovers(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.assert_platform_recovers(seconds)
 
 
-@then(parsers.parse("no acknowledged {workflow} is lost"))
-def no_write_lost(scenario_run: ScenarioRun, workflow: str) -> None:
+@then(
+    parsers.parse("no acknowledged {workflow} is lost"),
+    converters={"workflow": written},
+)
+def no_write_lost(scenario_run: ScenarioRun, workflow: str | None) -> None:
     scenario_run.finish_measurement()
-    if workflow == "write":
-        scenario_run.assert_no_lost_writes()
-    else:
-        scenario_run.assert_no_lost_writes(workflow_names(workflow)[0])
+    scenario_run.assert_no_lost_writes(workflow)
 
 
-@then(parsers.parse("no workflow is down for more than {seconds:d} seconds"))
+@then(
+    parsers.parse("no workflow is down for more than {seconds:d} seconds"),
+    converters=SECONDS,
+)
 def no_outage_over(scenario_run: ScenarioRun, seconds: int) -> None:
     scenario_run.finish_measurement()
     scenario_run.assert_max_outage(seconds)

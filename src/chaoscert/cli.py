@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import math
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from chaoscert.errors import ChaoscertError, ConfigError
@@ -115,7 +118,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from chaoscert.ctk.journal import report_from_journal
 
     path = report_from_journal(Path(args.journal), Path(args.reports_dir))
-    console.print(f"report: {path.resolve()}")
+    console.print(f"report: {escape(str(path.resolve()))}")
     return 0
 
 
@@ -124,8 +127,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     Exit 0 when nothing regressed, 1 when something did or there is no history.
     """
-    from rich.markup import escape
-
     from chaoscert.history import contexts, history_path, latest_trends
 
     if args.last < 1:
@@ -234,6 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{suite}: no steps/ and features/ here; run from the chaoscert checkout"
             " or pass --suite"
         )
+    _check_catalogue(suite)
     run_id = new_run_id()
     run_dir = Path(args.reports_dir) / run_id
     extra = [a for a in args.pytest_args if a != "--"]
@@ -282,6 +284,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+def _check_catalogue(suite: Path) -> None:
+    """Collect the catalogue, running nothing and writing nothing: a feature
+    file that does not parse, a step no definition matches or a parameter its
+    definition refuses is one line here, before the run starts."""
+    import pytest
+
+    from chaoscert.pytest_plugin import CatalogueCheck
+
+    check = CatalogueCheck()
+    said = io.StringIO()
+    with redirect_stdout(said), redirect_stderr(said):
+        code = pytest.main(
+            [
+                str(suite / "steps"),
+                f"--rootdir={suite}",
+                "--collect-only",
+                "-qq",
+                "-p",
+                "no:cacheprovider",
+            ],
+            plugins=[check],
+        )
+    if check.refusal:
+        raise ConfigError(check.refusal)
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        last = (said.getvalue().strip().splitlines() or [""])[-1]
+        raise ChaoscertError(
+            f"{suite}: the catalogue could not be collected"
+            f" (pytest exit {int(code)}): {last}"
+        )
+
+
 def _tier_exit_code(run_dir: Path, code: int) -> int:
     """Non-zero when any tier failed, even where every scenario passed (a
     scenario that asserts only part of its verdict, say)."""
@@ -293,7 +327,7 @@ def _tier_exit_code(run_dir: Path, code: int) -> int:
     try:
         headlines = tier_headlines(load_results(run_dir))
     except ConfigError as exc:
-        console.print(f"[red]chaoscert:[/red] {exc}")
+        console.print(f"[red]chaoscert:[/red] {escape(str(exc))}")
         return 1
     failed = [h.heading for h in headlines if h.status == "NOT CERTIFIED"]
     if failed:
@@ -426,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ChaoscertError as exc:
-        console.print(f"[red]chaoscert:[/red] {exc}")
+        # Messages quote the user's files, which may hold rich markup.
+        console.print(f"[red]chaoscert:[/red] {escape(str(exc))}")
         return 2
     except KeyboardInterrupt:
         console.print("[red]chaoscert:[/red] interrupted")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,25 +78,54 @@ class SloConfig(Strict):
             ) from None
 
 
-def load_yaml(path: Path) -> Any:
-    """Read a YAML file, mapping every failure into one ConfigError line."""
+def read_text(path: Path) -> str:
+    """Read a UTF-8 text file, mapping every failure into one ConfigError line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except ValueError as exc:  # a NUL in the path
+        raise ConfigError(f"{str(path)!r}: cannot read: {exc}") from None
+
+
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file, mapping every failure into one ConfigError line."""
+    text = read_text(path)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+
+
+def load_json(path: Path) -> Any:
+    """Read a JSON file, mapping every failure into one ConfigError line."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON: nested too deeply") from None
 
 
 def describe_validation(path: Path, exc: ValidationError) -> str:
     first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    field = ".".join(_field_part(part) for part in first["loc"]) or "(top level)"
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{path}: field {field}: {first['msg']}{more}"
+
+
+def _field_part(part: int | str) -> str:
+    # A key of the user's file may hold a line break or worse; quoted, the
+    # message stays one line.
+    text = str(part)
+    return text if text.isprintable() else repr(text)
 
 
 def load_model(path: Path, model: type[M]) -> M:

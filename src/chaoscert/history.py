@@ -502,7 +502,8 @@ def _point(row: sqlite3.Row) -> TrendPoint:
 @contextmanager
 def _connect(path: Path, readonly: bool) -> Iterator[sqlite3.Connection]:
     """A connection in autocommit mode (transactions are explicit), with every
-    sqlite3 error mapped into chaoscert's, naming the file."""
+    sqlite3 error, and every stored value that is not the figure or time its
+    column holds, mapped into chaoscert's, naming the file."""
     # mode=ro: reading never creates or changes the store.
     target = f"{path.resolve().as_uri()}?mode=ro" if readonly else str(path)
     try:
@@ -517,6 +518,10 @@ def _connect(path: Path, readonly: bool) -> Iterator[sqlite3.Connection]:
             yield conn
         except sqlite3.Error as exc:
             raise _mapped(path, exc) from None
+        except (ValueError, TypeError, OverflowError) as exc:
+            # SQLite keeps any value in any column; a store edited by hand
+            # may hold text where a number or a time belongs.
+            raise ConfigError(f"{path}: a stored value is malformed: {exc}") from None
 
 
 @contextmanager

@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_bdd.exceptions import GherkinParseError
+from pytest_bdd.parser import Step
 from pytest_bdd.scenario import (
     find_fixturedefs_for_step,
+    iterparentnodeids,
+    parse_step_arguments,
     scenario_wrapper_template_registry,
 )
+from pytest_bdd.steps import step_function_context_registry
 
 from chaoscert.config import SloConfig, load_slo
 from chaoscert.errors import ChaoscertError, FaultNotApplicable
@@ -35,6 +40,7 @@ log = logging.getLogger("chaoscert.pytest")
 SCENARIO_KEY = pytest.StashKey[dict[str, Any]]()
 CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
 STATE_KEY = pytest.StashKey["RunState"]()
+REFUSAL_KEY = pytest.StashKey[str]()
 STEADY_AFTER_SCENARIO_S = 180.0
 
 
@@ -257,8 +263,9 @@ def pytest_runtest_makereport(
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    """Refuse, before anything starts, a feature step that no definition matches."""
-    unmatched = []
+    """Refuse, before anything starts, a feature step that no definition matches
+    or whose parameters its definition refuses (its converters raise)."""
+    problems = []
     for item in items:
         function = getattr(item, "function", None)
         template = scenario_wrapper_template_registry.get(function)  # type: ignore[arg-type]
@@ -267,15 +274,57 @@ def pytest_collection_modifyitems(
         callspec = getattr(item, "callspec", None)
         example = callspec.params.get("_pytest_bdd_example", {}) if callspec else {}
         for step in template.render(example).steps:
-            if not any(find_fixturedefs_for_step(step, session._fixturemanager, item)):
-                unmatched.append(
-                    f"{template.feature.rel_filename}:{step.line_number}:"
-                    f" no step definition matches {step.keyword.strip()} {step.name!r}"
-                )
-    if unmatched:
-        first = sorted(set(unmatched))
+            problem = _step_problem(step, session, item)
+            if problem:
+                where = f"{template.feature.rel_filename}:{step.line_number}"
+                problems.append(f"{where}: {problem}")
+    if problems:
+        first = sorted(set(problems))
         more = f" (and {len(first) - 1} more)" if len(first) > 1 else ""
+        config.stash[REFUSAL_KEY] = f"{first[0]}{more}"
         pytest.exit(f"chaoscert: {first[0]}{more}", returncode=2)
+
+
+def _step_problem(step: Step, session: pytest.Session, item: pytest.Item) -> str:
+    """Why `step` cannot run, in a few words, or "" when it can."""
+    said = f"{step.keyword.strip()} {step.name!r}"
+    definitions = list(find_fixturedefs_for_step(step, session._fixturemanager, item))
+    if not definitions:
+        return f"no step definition matches {said}"
+    # The definition pytest-bdd will run: the last, ordered by scope as it does.
+    definitions.sort(key=lambda d: list(iterparentnodeids(d.baseid)))
+    context = step_function_context_registry[definitions[-1].func]
+    try:
+        parse_step_arguments(step, context)
+    except ValueError as exc:
+        return f"{said}: {exc}"
+    return ""
+
+
+class CatalogueCheck:
+    """A plugin for a collect-only session of the catalogue: ``refusal`` is the
+    one line that refuses it (a feature file that does not parse, a step no
+    definition matches or with a parameter refused), or None."""
+
+    def __init__(self) -> None:
+        self.refusal: str | None = None
+
+    def pytest_exception_interact(
+        self, node: pytest.Collector | pytest.Item, call: pytest.CallInfo[Any]
+    ) -> None:
+        if self.refusal is not None or call.excinfo is None:
+            return
+        exc = call.excinfo.value
+        if isinstance(exc, GherkinParseError):
+            self.refusal = f"{exc.filename}:{exc.line}: {exc.message}"
+        else:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            self.refusal = (
+                f"{node.nodeid}: cannot collect: {type(exc).__name__}: {first}"
+            )
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.refusal = self.refusal or config.stash.get(REFUSAL_KEY, None)
 
 
 @pytest.hookimpl(wrapper=True)

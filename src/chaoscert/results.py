@@ -29,10 +29,10 @@ from pydantic import (
     ValidationError,
 )
 
-from chaoscert.config import Tier, describe_validation
+from chaoscert.config import Tier, describe_validation, load_json
 from chaoscert.errors import ChaoscertError, ConfigError
 from chaoscert.probes.samples import Sample
-from chaoscert.slo import WorkflowVerdict
+from chaoscert.slo import Schedule, WorkflowVerdict
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,19 @@ class WindowResult(_Model):
     end_mono: float | None = Field(description="None: still open when measured")
 
 
+class ScheduleResult(_Model):
+    """How the probe kept its schedule; see ``chaoscert.slo.Schedule``."""
+
+    interval_s: float = Field(description="planned time between attempts, 1/rate")
+    resolution_s: float = Field(
+        description="achieved: 99th percentile of the times between starts"
+    )
+    late_p99_s: float = Field(description="99th percentile of late starts")
+    late_max_s: float
+    skipped: int = Field(description="slots given up because the probe fell behind")
+    kept: bool
+
+
 class WorkflowResult(_Model):
     name: str
     tier: str
@@ -99,6 +112,7 @@ class WorkflowResult(_Model):
     verdict: Literal["pass", "fail"]
     reasons: list[str] = Field(default_factory=list)
     windows: list[WindowResult] = Field(default_factory=list)
+    schedule: ScheduleResult | None = None
 
 
 class FaultResult(_Model):
@@ -152,7 +166,8 @@ class ProbeSettings(_Model):
 
 
 class RunResults(_Model):
-    schema_version: int = SCHEMA_VERSION
+    # strict: "3" or 3.0 is no version this chaoscert wrote.
+    schema_version: int = Field(default=SCHEMA_VERSION, strict=True)
     run_id: str
     platform: str
     topology: str
@@ -235,6 +250,20 @@ def workflow_result(
             WindowResult(start_mono=w.start_mono, end_mono=w.end_mono)
             for w in figures.windows
         ],
+        schedule=_schedule_result(figures.schedule),
+    )
+
+
+def _schedule_result(schedule: Schedule | None) -> ScheduleResult | None:
+    if schedule is None:
+        return None
+    return ScheduleResult(
+        interval_s=schedule.interval_s,
+        resolution_s=schedule.resolution_s,
+        late_p99_s=schedule.late_p99_s,
+        late_max_s=schedule.late_max_s,
+        skipped=schedule.skipped,
+        kept=schedule.kept,
     )
 
 
@@ -246,23 +275,22 @@ def load_results(path: Path) -> RunResults:
     """
     if path.is_dir():
         path = path / RESULTS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    return results_from(load_json(path), path)
 
+
+def results_from(data: Any, source: Path) -> RunResults:
+    """Validate results read from ``source`` (a file, or a journal's activity);
+    ConfigError names it when they are newer than this chaoscert or malformed."""
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if isinstance(version, int) and version > SCHEMA_VERSION:
+    if isinstance(version, int | float) and version > SCHEMA_VERSION:
         raise ConfigError(
-            f"{path}: schema_version {version} is newer than this chaoscert reads"
+            f"{source}: schema_version {version} is newer than this chaoscert reads"
             f" ({SCHEMA_VERSION}); upgrade chaoscert to read it"
         )
     try:
         return RunResults.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation(path, exc)) from None
+        raise ConfigError(describe_validation(source, exc)) from None
 
 
 def read_samples(path: Path) -> list[Sample]:

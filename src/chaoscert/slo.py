@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,12 +32,21 @@ _WRITE_NOUNS = {
 
 GAP_INTERVALS = 10
 GAP_MIN_S = 2.0
+# A probe whose 99th-percentile interval is this much over its plan did not
+# keep its schedule, and the report says so with the resolution it had.
+SCHEDULE_SLACK = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """One outage: from the start of its first failed sample to the start of the
-    next successful one. ``end_mono`` is None while the window is open."""
+    """One outage: from the start of its first failed sample to the moment the
+    workflow answered in time again, the earliest end of the successful samples
+    that follow it. ``end_mono`` is None while the window is open.
+
+    Ending at an answer, not at the start of the next success, keeps a stall
+    whole: when a frozen component resumes, attempts started during its last
+    ``slow_threshold_s`` seconds are answered in time, but only when it resumes.
+    """
 
     start_mono: float
     end_mono: float | None
@@ -49,6 +59,32 @@ class Window:
         """Length in seconds; an open window is counted up to ``until_mono``."""
         end = self.end_mono if self.end_mono is not None else until_mono
         return max(0.0, end - self.start_mono)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """How well one workflow's probe kept its schedule (seconds throughout).
+
+    ``interval_s`` is the planned time between attempts (1/rate);
+    ``resolution_s`` what was achieved: the 99th percentile of the times
+    between consecutive starts, never below the plan. ``late_p99_s`` and
+    ``late_max_s`` are how late attempts started against their slots;
+    ``skipped`` counts slots given up because the probe fell behind.
+    """
+
+    interval_s: float
+    resolution_s: float
+    late_p99_s: float
+    late_max_s: float
+    skipped: int
+
+    @property
+    def kept(self) -> bool:
+        """The planned resolution holds: no slot skipped, and 99 % of the
+        intervals within ``SCHEDULE_SLACK`` of the plan."""
+        return self.skipped == 0 and self.resolution_s <= self.interval_s * (
+            1 + SCHEDULE_SLACK
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +104,7 @@ class WorkflowFigures:
     windows: tuple[Window, ...] = ()
     lost_write_ids: tuple[int, ...] = ()
     largest_gap_s: float = 0.0
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,22 +136,36 @@ def in_start_order(samples: Iterable[Sample]) -> list[Sample]:
 def outage_windows(samples: Iterable[Sample], slow_threshold_s: float) -> list[Window]:
     """Maximal runs of consecutive failed samples, in start order.
 
-    A window begins at the start of its first failed sample and ends at the start
-    of the next successful one; the last window is open (end None) when no
-    success follows it.
+    A window begins at the start of its first failed sample and ends at the
+    earliest end of the successful samples that follow it, up to the next
+    failed one (see ``Window``); the last window is open (end None) when no
+    success follows it. Windows that would overlap are merged.
     """
     windows: list[Window] = []
     open_since: float | None = None
+    answered: float | None = None  # earliest answer since the last failure
     for sample in in_start_order(samples):
-        failed = is_failed(sample, slow_threshold_s)
-        if failed and open_since is None:
-            open_since = sample.start_mono
-        elif not failed and open_since is not None:
-            windows.append(Window(open_since, sample.start_mono))
-            open_since = None
+        if is_failed(sample, slow_threshold_s):
+            if answered is not None:
+                _close(windows, open_since, answered)
+                open_since = answered = None
+            if open_since is None:
+                open_since = sample.start_mono
+        elif open_since is not None:
+            answered = (
+                sample.end_mono if answered is None else min(answered, sample.end_mono)
+            )
     if open_since is not None:
-        windows.append(Window(open_since, None))
+        _close(windows, open_since, answered)
     return windows
+
+
+def _close(windows: list[Window], start: float | None, end: float | None) -> None:
+    assert start is not None
+    if windows and windows[-1].end_mono is not None and windows[-1].end_mono >= start:
+        windows[-1] = Window(windows[-1].start_mono, end)
+    else:
+        windows.append(Window(start, end))
 
 
 def measured_until_mono(samples: Sequence[Sample]) -> float:
@@ -167,6 +218,7 @@ def measure(
         windows=tuple(windows),
         lost_write_ids=lost_ids,
         largest_gap_s=largest_gap_s(ordered),
+        schedule=schedule(ordered, resolution_s),
     )
 
 
@@ -207,6 +259,40 @@ def judge(
         figures.samples,
     )
     return WorkflowVerdict(figures, tier, verdict, tuple(reasons))
+
+
+def schedule(samples: Sequence[Sample], interval_s: float) -> Schedule | None:
+    """How ``samples`` (start order) kept a schedule of one attempt every
+    ``interval_s`` seconds; None without two samples or a positive interval.
+
+    A slot counts as skipped when consecutive scheduled slots lie more than
+    one and a half intervals apart; a rate raised during the run only makes
+    slots closer, so it skips none.
+    """
+    if len(samples) < 2 or interval_s <= 0:
+        return None
+    late = sorted(max(0.0, sample.slip_s) for sample in samples)
+    starts = [sample.start_mono for sample in samples]
+    intervals = sorted(b - a for a, b in itertools.pairwise(starts))
+    slots = sorted(sample.scheduled_mono for sample in samples)
+    skipped = sum(
+        max(0, round((b - a) / interval_s) - 1)
+        for a, b in itertools.pairwise(slots)
+        if b - a > 1.5 * interval_s
+    )
+    return Schedule(
+        interval_s=interval_s,
+        resolution_s=max(interval_s, _percentile(intervals, 0.99)),
+        late_p99_s=_percentile(late, 0.99),
+        late_max_s=late[-1],
+        skipped=skipped,
+    )
+
+
+def _percentile(ordered: Sequence[float], share: float) -> float:
+    """The value at or below which ``share`` of ``ordered`` (sorted) lies."""
+    index = max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))
+    return ordered[index]
 
 
 def largest_gap_s(samples: Sequence[Sample]) -> float:

@@ -138,16 +138,18 @@ def test_report_is_written_into_the_run_dir(tmp_path: Path) -> None:
 def test_headline_states_the_verdict_per_tier_in_plain_words(failing_html: str) -> None:
     assert (
         "Tier 1 (the warehouse floor): NOT CERTIFIED</strong> — dispatch was down"
-        " 41 s when the node holding the Postgres primary hung; limit 30 s"
+        " 41.3 s when the node holding the Postgres primary hung; limit 30 s"
     ) in failing_html
     assert "Tier 3 (finance): CERTIFIED</strong>" in failing_html
 
 
 def test_findings_carry_the_verdict_reasons(failing_html: str) -> None:
-    assert "dispatch was down for 41 s at most, over its tier-1 limit of 30 s." in (
+    assert "dispatch was down for 41.3 s at most, over its tier-1 limit of 30 s." in (
         failing_html
     )
-    assert "invoice posting was down for 8 s at most, within its limit" in failing_html
+    assert (
+        "invoice posting was down for 8.3 s at most, within its limit" in failing_html
+    )
 
 
 def test_coverage_states_probe_rate_and_resolution(failing_html: str) -> None:
@@ -195,7 +197,7 @@ def test_all_passing_run_is_certified(tmp_path: Path) -> None:
     assert "Tier 1 (the warehouse floor): CERTIFIED</strong> — every workflow kept" in (
         html
     )
-    assert "dispatch down 8 s when the node holding the Postgres primary hung" in html
+    assert "dispatch down 8.3 s when the node holding the Postgres primary hung" in html
     assert "INCOMPLETE" not in html
 
 
@@ -269,3 +271,26 @@ def test_lost_data_leads_the_headline(tmp_path: Path) -> None:
     ) in html
     assert "3 of 200 (limit 0)" in html
     assert "11, 12, 13" in html
+
+
+def test_a_probe_that_fell_behind_is_said_with_the_resolution_it_had(
+    tmp_path: Path,
+) -> None:
+    writer = start(tmp_path)
+    # Every fourth slot of dispatch given up: 99 % of intervals are 1 s, not 0.5 s.
+    samples = [s for s in probe("dispatch", 22.0, 30.0) if s.seq % 4 != 3]
+    writer.add_scenario(scenario("a slow probe", samples, {"dispatch": TIER1}), samples)
+    writer.finish()
+
+    html = render_report(writer.run_dir).read_text(encoding="utf-8")
+
+    assert "the probes fell behind their schedule in 1 scenario" in html
+    assert "every 500 ms planned, 99 % of intervals within 1 s; 49 slots skipped" in (
+        html
+    )
+    assert "schedule NOT kept" in html
+
+
+def test_a_kept_schedule_is_said_too(failing_html: str) -> None:
+    assert "every probe kept its schedule" in failing_html
+    assert "schedule NOT kept" not in failing_html

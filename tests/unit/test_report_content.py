@@ -60,7 +60,7 @@ def test_the_first_screen_leads_with_go_live_and_what_stands_in_the_way(
     assert "What stands in the way" in first
     assert (
         '<a href="#scenario-1">dispatch survives a primary hang</a>: dispatch was'
-        " down 41 s when the node holding the Postgres primary hung; limit 30 s"
+        " down 41.3 s when the node holding the Postgres primary hung; limit 30 s"
     ) in first
     assert "2 scenarios" not in first
     assert "1 scenario (1 failed)" in first
@@ -86,7 +86,7 @@ def test_the_matrix_has_a_cell_per_scenario_and_workflow_coloured_by_verdict(
     matrix = section(html, "matrix")
 
     cells = re.findall(r'<td class="(pass|fail)" title="[^"]*">([^<]+)<', matrix)
-    assert cells == [("fail", "41 s "), ("pass", "8 s ")]
+    assert cells == [("fail", "41.3 s "), ("pass", "8.3 s ")]
     assert "limit 30 s · 0 of 200 lost" in matrix
     assert "limit 30 min" in matrix
     assert "<th>dispatch</th><th>invoice posting</th>" in matrix
@@ -214,7 +214,7 @@ def test_a_regression_after_stable_nights_is_flagged_on_the_first_screen(
     assert "1 figure worsened beyond noise since earlier runs" in first
     trend = section(html, "trend")
     assert "REGRESSION" in trend
-    assert "8.0 · 8.5 · 8.0 · 8.5 · 8.0" in trend
+    assert "8.3 · 8.8 · 8.3 · 8.8 · 8.3" in trend
     assert trend.count("data:image/png;base64") == 1
     assert "Compare this run&#39;s evidence with run" in section(html, "findings")
 

@@ -12,10 +12,12 @@ from chaoscert.probes.samples import Sample
 from chaoscert.slo import (
     Window,
     human_duration,
+    in_start_order,
     is_failed,
     judge,
     outage_windows,
     recovery_s,
+    schedule,
     tier_label,
 )
 
@@ -80,14 +82,15 @@ def test_no_failures_no_windows() -> None:
     assert outage_windows(series("....."), 2.0) == []
 
 
-def test_window_runs_from_first_failed_start_to_next_success_start() -> None:
+def test_window_runs_from_first_failed_start_to_the_next_answer_in_time() -> None:
+    # Successes take 0.25 s: the window ends when the first one is answered.
     windows = outage_windows(series("..xxx.x."), 2.0)
 
-    assert windows == [Window(2.0, 5.0), Window(6.0, 7.0)]
+    assert windows == [Window(2.0, 5.25), Window(6.0, 7.25)]
 
 
 def test_window_can_begin_at_the_first_sample() -> None:
-    assert outage_windows(series("xx.."), 2.0) == [Window(0.0, 2.0)]
+    assert outage_windows(series("xx.."), 2.0) == [Window(0.0, 2.25)]
 
 
 def test_trailing_failures_leave_the_window_open() -> None:
@@ -98,22 +101,62 @@ def test_trailing_failures_leave_the_window_open() -> None:
 
 
 def test_slow_success_counts_as_failed() -> None:
-    assert outage_windows(series(".s.ss."), 2.0) == [Window(1.0, 2.0), Window(3.0, 5.0)]
+    windows = outage_windows(series(".s.ss."), 2.0)
+
+    assert windows == [Window(1.0, 2.25), Window(3.0, 5.25)]
 
 
 def test_windows_follow_start_order_not_input_order() -> None:
     samples = series("..xxx.x.")
     random.Random(7).shuffle(samples)
 
-    assert outage_windows(samples, 2.0) == [Window(2.0, 5.0), Window(6.0, 7.0)]
+    assert outage_windows(samples, 2.0) == [Window(2.0, 5.25), Window(6.0, 7.25)]
 
 
 def test_a_late_finishing_failure_does_not_move_the_window_end() -> None:
-    # A timed-out attempt ends after later successes; the window still ends at
-    # the start of the next success.
+    # A timed-out attempt ends after later successes; the window still ends
+    # when the next success is answered.
     samples = [sample(0), sample(1, ok=False, latency=10.0), sample(2), sample(3)]
 
-    assert outage_windows(samples, 2.0) == [Window(1.0, 2.0)]
+    assert outage_windows(samples, 2.0) == [Window(1.0, 2.25)]
+
+
+def test_a_stall_is_measured_whole_though_its_last_attempts_succeed() -> None:
+    # Frozen from 1.0 to 6.0, probed every 0.5 s, successes slower than 2 s
+    # counted failed: attempts started after 4.0 are answered in time, but only
+    # at 6.0, when the stall ends; the outage is the stall's 5 s.
+    samples = [sample(0.0, latency=0.01, seq=0)]
+    for k in range(2, 14):
+        start = k * 0.5
+        end = max(6.0, start + 0.01)
+        samples.append(sample(start, latency=end - start, seq=k))
+
+    assert outage_windows(samples, 2.0) == [Window(1.0, 6.0)]
+
+
+def test_the_earliest_answer_ends_the_window() -> None:
+    samples = [
+        sample(0, ok=False),
+        sample(1, latency=3.0 - 1.0 - 0.5),  # answered at 2.5
+        sample(2, latency=0.1),  # answered at 2.1, earlier
+        sample(3, ok=False),
+        sample(4),
+    ]
+
+    assert outage_windows(samples, 2.0) == [Window(0.0, 2.1), Window(3.0, 4.25)]
+
+
+def test_windows_that_would_overlap_are_merged() -> None:
+    # The success started at 1.0 is answered only at 2.6, after the failure
+    # started at 2.0: one outage, not two overlapping ones.
+    samples = [
+        sample(0, ok=False),
+        sample(1, latency=1.6),
+        sample(2, ok=False),
+        sample(3),
+    ]
+
+    assert outage_windows(samples, 2.0) == [Window(0.0, 3.25)]
 
 
 def test_open_window_duration_counts_up_to_the_given_end() -> None:
@@ -158,12 +201,12 @@ def test_figures_of_a_recovered_workflow() -> None:
 
     figures = judge("dispatch", samples, TIER1, 5.0, 0, 1.0).figures
 
-    assert figures.windows == (Window(2.0, 4.0), Window(6.0, 9.0))
+    assert figures.windows == (Window(2.0, 4.25), Window(6.0, 9.25))
     assert figures.samples == 11
     assert figures.failed == 5
-    assert figures.max_outage_s == 3.0
-    assert figures.downtime_s == 5.0
-    assert figures.recovery_s == 4.0
+    assert figures.max_outage_s == 3.25
+    assert figures.downtime_s == 5.5
+    assert figures.recovery_s == 4.25
     assert figures.recovered
     assert figures.resolution_s == 1.0
     assert figures.tier == "tier1"
@@ -200,7 +243,8 @@ def test_pass_within_every_limit() -> None:
 
 
 def test_outage_exactly_at_the_limit_passes() -> None:
-    samples = series("." + "x" * 3 + ".", step=10.0)  # window 10.0 -> 40.0
+    samples = series("." + "x" * 3, step=10.0)
+    samples.append(sample(40.0, latency=0.0, seq=4))  # window 10.0 -> 40.0
 
     verdict = judge("dispatch", samples, TIER1, 10.0, 0, 10.0)
 
@@ -209,7 +253,7 @@ def test_outage_exactly_at_the_limit_passes() -> None:
 
 
 def test_outage_over_the_limit_fails_with_a_plain_sentence() -> None:
-    samples = [sample(0.0), sample(1.0, ok=False), sample(42.2)]
+    samples = [sample(0.0), sample(1.0, ok=False), sample(42.2, latency=0.0)]
 
     verdict = judge("dispatch", samples, TIER1, 0.5, 0, 5.0)
 
@@ -349,3 +393,74 @@ def test_human_duration_never_rounds_an_overrun_onto_the_limit() -> None:
 def test_tier_label() -> None:
     assert tier_label("tier1") == "tier 1"
     assert tier_label("gold") == "gold"
+
+
+# probe schedule
+
+
+def on_schedule(n: int, interval: float, late: float = 0.0) -> list[Sample]:
+    out = []
+    for k in range(n):
+        slot = k * interval
+        item = sample(slot + late, latency=0.01, seq=k)
+        item.scheduled_mono = slot
+        out.append(item)
+    return out
+
+
+def test_a_kept_schedule_keeps_the_planned_resolution() -> None:
+    kept = schedule(on_schedule(100, 0.1, late=0.002), 0.1)
+
+    assert kept is not None
+    assert kept.kept
+    assert kept.skipped == 0
+    assert kept.resolution_s == pytest.approx(0.1)
+    assert kept.late_p99_s == pytest.approx(0.002)
+
+
+def test_skipped_slots_are_counted_and_the_resolution_is_what_was_had() -> None:
+    samples = on_schedule(100, 0.1)
+    # The probe fell behind: every fifth slot was given up.
+    samples = [s for s in samples if s.seq % 5 != 4]
+
+    slipped = schedule(samples, 0.1)
+
+    assert slipped is not None
+    assert not slipped.kept
+    assert slipped.skipped == 19  # the twentieth is the last slot: none follows
+    assert slipped.resolution_s == pytest.approx(0.2)
+
+
+def test_late_starts_that_stretch_intervals_break_the_schedule() -> None:
+    samples = on_schedule(100, 0.1)
+    for item in samples[::3]:
+        item.start_mono += 0.05  # a third start 50 ms late
+
+    late = schedule(samples, 0.1)
+
+    assert late is not None
+    assert late.skipped == 0
+    assert late.late_max_s == pytest.approx(0.05)
+    assert late.resolution_s == pytest.approx(0.15)
+    assert not late.kept
+
+
+def test_a_raised_rate_skips_no_slot() -> None:
+    samples = on_schedule(50, 0.1) + [
+        replace_times(item, 5.0 + item.seq * 0.02) for item in on_schedule(50, 0.02)
+    ]
+
+    raised = schedule(in_start_order(samples), 0.1)
+
+    assert raised is not None
+    assert raised.skipped == 0
+
+
+def test_no_schedule_from_fewer_than_two_samples() -> None:
+    assert schedule(on_schedule(1, 0.1), 0.1) is None
+
+
+def replace_times(item: Sample, slot: float) -> Sample:
+    item.scheduled_mono = item.start_mono = slot
+    item.end_mono = slot + 0.01
+    return item

@@ -8,20 +8,17 @@ journal alone (`chaoscert report JOURNAL`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from chaoscert.config import describe_validation
+from chaoscert.config import load_json
 from chaoscert.errors import ConfigError
 from chaoscert.history import history_path
 from chaoscert.probes.samples import Sample
 from chaoscert.report import render_report
-from chaoscert.results import RunResults, RunWriter, ScenarioResult
+from chaoscert.results import RunResults, RunWriter, ScenarioResult, results_from
 from chaoscert.slo import WorkflowVerdict
 
 log = logging.getLogger("chaoscert.ctk")
@@ -110,12 +107,7 @@ def report_from_journal(journal: Path, reports_dir: Path) -> Path:
 
 
 def _read_journal(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("run"), list):
         raise ConfigError(
             f"{path}: not a Chaos Toolkit journal (no list of runs under 'run')"
@@ -128,16 +120,21 @@ def _read_journal(path: Path) -> dict[str, Any]:
     return data
 
 
-def _activity_runs(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _activity_runs(data: dict[str, Any]) -> Iterator[Any]:
+    # Only the journal's shape is trusted here, not its content: what is not
+    # a list or a mapping where one is expected holds no measurement.
     yield from data["run"]
-    yield from data.get("rollbacks") or []
+    yield from _listed(data.get("rollbacks"))
+    steady_states = data.get("steady_states")
     for phase in ("before", "during", "after"):
-        states = (data.get("steady_states") or {}).get(phase)
-        if isinstance(states, dict):
-            yield from states.get("probes") or []
-        elif isinstance(states, list):
-            for state in states:
-                yield from (state or {}).get("probes") or []
+        states = steady_states.get(phase) if isinstance(steady_states, dict) else None
+        for state in states if isinstance(states, list) else [states]:
+            if isinstance(state, dict):
+                yield from _listed(state.get("probes"))
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _measurements(
@@ -147,17 +144,17 @@ def _measurements(
         output = entry.get("output") if isinstance(entry, dict) else None
         if not isinstance(output, dict) or MEASUREMENT_KEY not in output:
             continue
-        name = (entry.get("activity") or {}).get("name", f"activity {number}")
+        activity = entry.get("activity")
+        name = f"activity {number}"
+        if isinstance(activity, dict):
+            name = activity.get("name", name)
         where = f"{path}: activity {name!r}"
         if output[MEASUREMENT_KEY] != MEASUREMENT_VERSION:
             raise ConfigError(
                 f"{where}: measurement format {output[MEASUREMENT_KEY]!r} is not"
                 f" one this chaoscert reads ({MEASUREMENT_VERSION})"
             )
-        try:
-            results = RunResults.model_validate(output.get("results"))
-        except ValidationError as exc:
-            raise ConfigError(describe_validation(Path(where), exc)) from None
+        results = results_from(output.get("results"), Path(where))
         try:
             samples = [Sample.from_dict(s) for s in output.get("samples") or []]
         except (TypeError, ValueError) as exc:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
+
+_TIMES = ("scheduled_mono", "start_mono", "end_mono", "start_wall")
+_TEXTS = ("workflow", "error_kind", "error")
 
 
 @dataclass(slots=True)
@@ -41,4 +45,28 @@ class Sample:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sample:
-        return cls(**data)
+        """A sample read back from JSON; TypeError or ValueError names the field
+        when ``data`` is not one (a file or journal may hold anything)."""
+        sample = cls(**data)
+        for name in _TIMES:
+            value = getattr(sample, name)
+            if not _is_number(value) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, not {value!r}")
+        for name in _TEXTS:
+            if not isinstance(getattr(sample, name), str):
+                raise TypeError(f"{name} must be text, not {getattr(sample, name)!r}")
+        if not isinstance(sample.ok, bool):
+            raise TypeError(f"ok must be true or false, not {sample.ok!r}")
+        if not _is_integer(sample.seq):
+            raise TypeError(f"seq must be an integer, not {sample.seq!r}")
+        if sample.write_id is not None and not _is_integer(sample.write_id):
+            raise TypeError(f"write_id must be an integer, not {sample.write_id!r}")
+        return sample
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

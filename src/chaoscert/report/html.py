@@ -26,6 +26,7 @@ from chaoscert.results import (
     FaultResult,
     RunResults,
     ScenarioResult,
+    ScheduleResult,
     TierSlo,
     WorkflowResult,
     load_results,
@@ -235,16 +236,70 @@ def blockers(results: RunResults) -> list[Blocker]:
 
 
 def _resolution_text(results: RunResults) -> str:
+    """The resolution the run planned and, when a probe fell behind, the one it
+    had: a report must never claim a finer stopwatch than was used."""
     rates = [r for r in results.probe.rates_hz.values() if r > 0]
     if not rates:
         return "not recorded"
     finest, coarsest = 1 / max(rates), 1 / min(rates)
     if abs(finest - coarsest) < 1e-9:
-        return f"outages measured to within {human_duration(finest)}"
+        text = f"outages measured to within {human_duration(finest)}"
+    else:
+        text = (
+            f"outages measured to within {human_duration(finest)} (tier-1 probes)"
+            f" to {human_duration(coarsest)}"
+        )
+    slipped = _slipped_schedules(results)
+    if not slipped:
+        return text + "; every probe kept its schedule"
+    scenarios = {name for name, _ in slipped}
+    worst = max((schedule for _, schedule in slipped), key=_slip_ratio)
     return (
-        f"outages measured to within {human_duration(finest)} (tier-1 probes)"
-        f" to {human_duration(coarsest)}"
+        f"{text}; the probes fell behind their schedule in"
+        f" {_count(len(scenarios), 'scenario')}: at worst"
+        f" {_schedule_words(worst)}"
     )
+
+
+def _slipped_schedules(results: RunResults) -> list[tuple[str, ScheduleResult]]:
+    return [
+        (scenario.name, workflow.schedule)
+        for scenario in results.scenarios
+        for workflow in scenario.workflows
+        if workflow.schedule is not None and not workflow.schedule.kept
+    ]
+
+
+def _slip_ratio(schedule: ScheduleResult) -> float:
+    return schedule.resolution_s / schedule.interval_s
+
+
+def _schedule_words(schedule: ScheduleResult) -> str:
+    """``every 100 ms planned, 99 % of intervals within 104 ms; 3 slots skipped``."""
+    text = (
+        f"every {_ms(schedule.interval_s)} planned, 99 % of intervals within"
+        f" {_ms(schedule.resolution_s)}"
+    )
+    if schedule.skipped:
+        text += f"; {_count(schedule.skipped, 'slot')} skipped"
+    return text
+
+
+def schedule_evidence(schedule: ScheduleResult | None) -> str:
+    """One cell of evidence: planned and achieved resolution, late starts."""
+    if schedule is None:
+        return "not recorded"
+    kept = "kept" if schedule.kept else "NOT kept"
+    return (
+        f"{_schedule_words(schedule)}; late starts p99 {_ms(schedule.late_p99_s)},"
+        f" max {_ms(schedule.late_max_s)}; schedule {kept}"
+    )
+
+
+def _ms(seconds: float) -> str:
+    if seconds >= 1.0:
+        return human_duration(seconds)
+    return f"{seconds * 1000:.3g} ms"
 
 
 def _matrix_workflows(results: RunResults) -> list[str]:
@@ -581,4 +636,5 @@ def _environment() -> Environment:
     env.filters["seconds"] = _seconds
     env.filters["wall"] = format_wall
     env.filters["label"] = workflow_label
+    env.filters["schedule"] = schedule_evidence
     return env
