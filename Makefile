@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup certify test lint format up down status clean
+.PHONY: setup certify test lint format up down status clean bench
 
 $(BIN)/chaoscert: pyproject.toml
 	@# venv needs Debian's python3-venv, which a fresh machine lacks.
@@ -50,3 +50,9 @@ status: $(BIN)/chaoscert
 
 down: $(BIN)/chaoscert
 	$(BIN)/chaoscert local down
+
+# Figures, not tests: accuracy, probe engine, cost of a run, memory. Writes
+# benchmarks/results/<time>.md; the catalogue's figures come from the newest
+# complete run in reports/ (make certify). QUICK=1 for one trial each.
+bench: setup
+	$(BIN)/python -m benchmarks.run $(if $(QUICK),--quick,) $(ARGS)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import resource
 import secrets
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -183,6 +184,11 @@ class RunResults(_Model):
     probe: ProbeSettings
     tiers: dict[str, TierSlo] = Field(default_factory=dict)
     scenarios: list[ScenarioResult] = Field(default_factory=list)
+    peak_rss_mib: float | None = Field(
+        default=None,
+        description="peak resident memory of chaoscert's own process (the probes,"
+        " the steps, the writer), MiB; the platform's programs are not in it",
+    )
 
 
 def utc_now() -> datetime:
@@ -436,6 +442,10 @@ class RunWriter:
         """Stamp the end time and completeness, and write results.json."""
         self.results.ended_at = utc_now()
         self.results.complete = complete
+        # Linux gives kilobytes.
+        self.results.peak_rss_mib = (
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        )
         path = self.write()
         log.info(
             "run %s %s: %s",

@@ -18,6 +18,7 @@ from chaoscert.results import (
     FaultResult,
     RunWriter,
     ScenarioResult,
+    load_results,
     probe_settings,
     workflow_result,
 )
@@ -294,3 +295,17 @@ def test_a_probe_that_fell_behind_is_said_with_the_resolution_it_had(
 def test_a_kept_schedule_is_said_too(failing_html: str) -> None:
     assert "every probe kept its schedule" in failing_html
     assert "schedule NOT kept" not in failing_html
+
+
+def test_results_without_schedules_claim_no_kept_schedule(tmp_path: Path) -> None:
+    run_dir = failing_run(tmp_path)
+    results = load_results(run_dir)
+    for item in results.scenarios:
+        for workflow in item.workflows:
+            workflow.schedule = None
+    (run_dir / "results.json").write_text(results.model_dump_json())
+
+    html = render_report(run_dir).read_text(encoding="utf-8")
+
+    assert "every probe kept its schedule" not in html
+    assert "was not recorded" in html

@@ -132,7 +132,9 @@ def test_workflow_result_carries_the_verdict_and_the_slo_applied() -> None:
     assert result.reasons == [
         "1 acknowledged dispatch was lost; tier 1 allows none",
     ]
-    assert [(w.start_mono, w.end_mono) for w in result.windows] == [(102.0, pytest.approx(105.2))]
+    assert [(w.start_mono, w.end_mono) for w in result.windows] == [
+        (102.0, pytest.approx(105.2))
+    ]
 
 
 def test_start_creates_the_run_dir_and_points_latest_at_it(tmp_path: Path) -> None:

@@ -64,11 +64,16 @@ class CtkSettings:
 
     @classmethod
     def from_configuration(cls, configuration: Mapping[str, Any] | None) -> CtkSettings:
-        """Read chaoscert_* keys; an unknown one or a bad number is a ConfigError."""
+        """Read chaoscert_* keys; an unknown one, a bad number or a path that is
+        not text is a ConfigError."""
+        if configuration is not None and not isinstance(configuration, Mapping):
+            raise ConfigError(
+                "the experiment's configuration is not a mapping of keys to values"
+            )
         given = {
             key.removeprefix(CONFIG_PREFIX): value
             for key, value in (configuration or {}).items()
-            if key.startswith(CONFIG_PREFIX)
+            if isinstance(key, str) and key.startswith(CONFIG_PREFIX)
         }
         known = cls.__dataclass_fields__
         unknown = sorted(set(given) - set(known))
@@ -84,16 +89,22 @@ class CtkSettings:
                 continue
             if name in ("rate_hz", "probe_timeout_s"):
                 values[name] = _positive(f"{CONFIG_PREFIX}{name}", value)
+            elif not isinstance(value, str):
+                raise ConfigError(
+                    f"configuration key {CONFIG_PREFIX}{name} must be text,"
+                    f" not {type(value).__name__}"
+                )
             elif name == "platform":
-                values[name] = str(value)
+                values[name] = value
             else:
-                values[name] = Path(str(value))
+                values[name] = Path(value)
         return cls(**values)
 
 
 def _positive(key: str, value: Any) -> float:
     try:
-        number = float(value)
+        # YAML reads yes/no/true as booleans, which float() takes as 1 or 0.
+        number = math.nan if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         number = math.nan
     if not (math.isfinite(number) and number > 0):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 _TIMES = ("scheduled_mono", "start_mono", "end_mono", "start_wall")
@@ -47,6 +47,12 @@ class Sample:
     def from_dict(cls, data: dict[str, Any]) -> Sample:
         """A sample read back from JSON; TypeError or ValueError names the field
         when ``data`` is not one (a file or journal may hold anything)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a sample is an object, not {type(data).__name__}")
+        # Quoted: a key may hold a line break, and the message is one line.
+        unknown = sorted(repr(key) for key in data if key not in _FIELDS)
+        if unknown:
+            raise TypeError(f"unknown field {unknown[0]}")
         sample = cls(**data)
         for name in _TIMES:
             value = getattr(sample, name)
@@ -70,3 +76,6 @@ def _is_number(value: object) -> bool:
 
 def _is_integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+_FIELDS = frozenset(field.name for field in fields(Sample))

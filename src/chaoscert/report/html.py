@@ -249,6 +249,13 @@ def _resolution_text(results: RunResults) -> str:
             f"outages measured to within {human_duration(finest)} (tier-1 probes)"
             f" to {human_duration(coarsest)}"
         )
+    recorded = [
+        w.schedule for s in results.scenarios for w in s.workflows if w.schedule
+    ]
+    if not recorded:
+        return (
+            f"{text} as planned (how the probes kept their schedule was not recorded)"
+        )
     slipped = _slipped_schedules(results)
     if not slipped:
         return text + "; every probe kept its schedule"

@@ -1,0 +1,158 @@
+"""Outages of known length: the edge load balancer frozen for exactly D seconds.
+
+The edge is the one door users come through; freezing its node's cgroup stops
+every user request at once, and thawing it lets them all through again. The
+outage's ground truth is the time between the two writes to ``cgroup.freeze``,
+read from the monotonic clock right around them: neither the probes nor the
+report have a hand in it. The freeze is registered as a live fault like any
+other, so an interrupted benchmark leaves nothing frozen (the next run heals it).
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaoscert.platforms.local.faults import undo_all
+from chaoscert.platforms.local.layout import EDGE_NODE, PING_PATH
+from chaoscert.platforms.local.platform import LocalPlatform
+from chaoscert.topology import Ports, load_topology
+
+ROOT = Path(__file__).resolve().parents[1]
+# Below Linux's ephemeral ports (32768 and up), apart from make certify's and
+# the tests' stacks.
+BENCH_PORT_OFFSET = -10000
+BENCH_STATE_DIR = Path(
+    os.environ.get("CHAOSCERT_BENCH_HOME", "/var/tmp/chaoscert-bench")
+)
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A frozen edge: monotonic times right after the freeze and thaw writes."""
+
+    frozen_mono: float
+    thawed_mono: float
+
+    @property
+    def seconds(self) -> float:
+        return self.thawed_mono - self.frozen_mono
+
+
+def bench_topology_file(directory: Path, source: str = "reference") -> Path:
+    """The shipped topology on the benchmark's own ports, written to directory."""
+    topology = load_topology(ROOT / f"fixtures/topologies/{source}.yaml")
+    ports = Ports(**{k: v + BENCH_PORT_OFFSET for k, v in Ports().model_dump().items()})
+    bench = topology.model_copy(update={"ports": ports, "name": f"{source}-bench"})
+    path = directory / f"{source}-bench.json"
+    path.write_text(bench.model_dump_json())
+    return path
+
+
+@contextmanager
+def bench_platform(
+    directory: Path, state_dir: Path = BENCH_STATE_DIR
+) -> Iterator[LocalPlatform]:
+    """A local stack of the reference topology, up and held for the benchmark;
+    every fault healed and the stack taken down when the block ends."""
+    platform = LocalPlatform(bench_topology_file(directory), state_dir)
+    platform.take()
+    try:
+        yield platform
+    finally:
+        try:
+            platform.heal_all()
+        finally:
+            platform.release()
+            platform.stack.down()
+            platform.registry.uninstall()
+
+
+def freeze_edge(platform: LocalPlatform, seconds: float) -> Outage:
+    """Freeze the edge's node for ``seconds`` (monotonic) and thaw it."""
+    group = platform.stack.group(EDGE_NODE)
+    if group.path is None:
+        raise RuntimeError("outages of known length need a writable cgroup v2")
+    control = group.path / "cgroup.freeze"
+    times: dict[str, float] = {}
+
+    def act(undo: list[dict[str, object]]) -> None:
+        undo.append({"op": "thaw", "node": EDGE_NODE})
+        control.write_text("1")
+        times["frozen"] = time.monotonic()
+
+    handle = platform.run_fault(
+        "edge_hang",
+        "the edge load balancer (ground-truth outage)",
+        act,
+        lambda steps: undo_all(platform.stack, steps),
+    )
+    try:
+        left = times["frozen"] + seconds - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+        control.write_text("0")
+        times["thawed"] = time.monotonic()
+    finally:
+        handle.heal()  # thaws again, harmlessly, when the write above was done
+        platform.registry.save()  # a healed fault leaves the record
+    return Outage(times["frozen"], times["thawed"])
+
+
+@dataclass
+class PingWatch:
+    """An independent observer of the edge: a GET of its own liveness URI on a
+    fresh connection every ``interval_s``, each answer's arrival recorded."""
+
+    host: str
+    port: int
+    interval_s: float = 0.005
+    timeout_s: float = 60.0
+    answers: list[float] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        # Several askers, so an answer held up by the freeze does not stop the
+        # others from asking; each waits for its own answer.
+        for index in range(4):
+            thread = threading.Thread(target=self._ask, args=(index,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout_s + 1)
+        return sorted(self.answers)
+
+    def longest_silence(self, since_mono: float, until_mono: float) -> float:
+        """The longest time between consecutive answers inside the interval."""
+        inside = [t for t in sorted(self.answers) if since_mono <= t <= until_mono]
+        return max((b - a for a, b in itertools.pairwise(inside)), default=0.0)
+
+    def _ask(self, index: int) -> None:
+        time.sleep(index * self.interval_s / 4)
+        while not self._stop.is_set():
+            started = time.monotonic()
+            conn = http.client.HTTPConnection(
+                self.host, self.port, timeout=self.timeout_s
+            )
+            try:
+                conn.request("GET", PING_PATH)
+                if conn.getresponse().status == 200:
+                    self.answers.append(time.monotonic())
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            left = started + self.interval_s - time.monotonic()
+            if left > 0:
+                time.sleep(left)
