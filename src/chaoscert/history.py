@@ -331,6 +331,13 @@ def latest_trends(
             if needle not in str(key["scenario"]).casefold():
                 continue
             rows = _newest_rows(conn, key, max(last, BASELINE_RUNS + 1))
+            if not rows:
+                # Listed by an index, yet not found in the table: the file
+                # was damaged after SQLite wrote it.
+                raise ConfigError(
+                    f"{path}: the history store is damaged (its indexes and"
+                    " tables disagree)"
+                )
             trends.append(_trend_from_rows(rows, last))
     return trends
 
@@ -522,6 +529,12 @@ def _connect(path: Path, readonly: bool) -> Iterator[sqlite3.Connection]:
             # SQLite keeps any value in any column; a store edited by hand
             # may hold text where a number or a time belongs.
             raise ConfigError(f"{path}: a stored value is malformed: {exc}") from None
+        except IndexError:
+            # What sqlite3.Row raises for a column the table does not have.
+            raise ConfigError(
+                f"{path}: not a chaoscert history store (a table lacks a column"
+                " chaoscert reads)"
+            ) from None
 
 
 @contextmanager
