@@ -260,3 +260,86 @@ def test_regressions_become_warnings_naming_the_run_before() -> None:
     assert finding.severity == "warning"
     assert finding.measured == "dispatch's longest outage rose to 12 s"
     assert "run r0" in finding.recommendation
+
+
+def patroni_log(node: str, *lines: str) -> dict[str, Any]:
+    return {"component": f"patroni on {node}", "source": "x.log", "lines": list(lines)}
+
+
+REFUSAL = (
+    "2026-12-04 09:28:04,876 INFO: My wal position exceeds maximum replication lag"
+)
+
+
+def test_a_promotion_patroni_refused_for_lag_is_named_from_its_log() -> None:
+    logs = [
+        patroni_log("a1", "INFO: no action. I am (a1), a secondary", REFUSAL),
+        patroni_log("b1", "INFO: no action. I am (b1), the leader with the lock"),
+    ]
+    results = run(
+        scenario([wf("dispatch", 43.7)], kind="replication_stall", logs=logs),
+        patroni={
+            "ttl": 20,
+            "synchronous_mode": "quorum",
+            "maximum_lag_on_failover": 1048576,
+        },
+    )
+
+    [finding] = findings_for_run(results)
+
+    # Down for the whole fault, yet not for want of a replica: Patroni refused.
+    assert "as long as the fault lasted" in finding.measured
+    assert "Patroni refused to promote a replica" in finding.recommendation
+    assert "give it a replica" not in finding.recommendation
+    assert "patroni on a1" in finding.recommendation
+    assert "1048576 bytes" in finding.recommendation
+    assert "without losing acknowledged writes" in finding.recommendation
+
+
+def test_the_same_refusal_on_asynchronous_replication_names_the_trade() -> None:
+    results = run(
+        scenario(
+            [wf("dispatch", 43.7)],
+            kind="replication_stall",
+            logs=[patroni_log("a1", REFUSAL)],
+        ),
+        patroni={"ttl": 20, "synchronous_mode": "off"},
+    )
+
+    [finding] = findings_for_run(results)
+
+    assert "trades this outage for lost writes" in finding.recommendation
+
+
+def test_no_refusal_in_the_logs_no_refusal_in_the_advice() -> None:
+    results = run(
+        scenario(
+            [wf("dispatch", 40.0)],
+            lasted_s=5.0,
+            events=[leader_event(33.0)],
+            logs=[patroni_log("a1", "INFO: promoted self to leader")],
+        ),
+        patroni={"ttl": 20},
+    )
+
+    [finding] = findings_for_run(results)
+
+    assert "refused" not in finding.recommendation
+
+
+def test_a_refusal_shorter_than_the_fault_is_advised_on_too() -> None:
+    results = run(
+        scenario(
+            [wf("dispatch", 43.7)],
+            kind="database_primary_crash",
+            lasted_s=120.0,
+            logs=[patroni_log("c1", REFUSAL)],
+        ),
+        patroni={"synchronous_mode": "quorum"},
+    )
+
+    [finding] = findings_for_run(results)
+
+    assert "over the limit of 30 s" in finding.measured
+    assert "Patroni refused to promote a replica" in finding.recommendation
+    assert "patroni on c1" in finding.recommendation

@@ -234,7 +234,38 @@ def _whole_fault(
     return {w.name for w in whole}
 
 
+def _refusal_advice(scenario: ScenarioResult, context: _Context) -> str:
+    """Advice when Patroni's log says it refused to promote a lagging
+    replica; empty when it does not."""
+    refused = _refused_promotion(scenario)
+    if not refused:
+        return ""
+    limit = context.patroni.get("maximum_lag_on_failover")
+    setting = (
+        f"maximum_lag_on_failover, {limit} bytes here"
+        if isinstance(limit, int)
+        else "maximum_lag_on_failover"
+    )
+    synchronous = context.patroni.get("synchronous_mode") in ("on", "quorum")
+    trade = (
+        "With synchronous commit, the replicas in the quorum already hold"
+        " every acknowledged commit: a higher limit lets Patroni promote one"
+        " without losing acknowledged writes."
+        if synchronous
+        else "With asynchronous replication a higher limit trades this outage"
+        " for lost writes: decide which the tier can bear."
+    )
+    return (
+        f"Patroni refused to promote a replica ({refused}: the replicas were"
+        f" further behind the lost primary than {setting}), so service came"
+        f" back only with the lost primary. {trade}"
+    )
+
+
 def _single_point_advice(scenario: ScenarioResult, context: _Context) -> str:
+    refusal = _refusal_advice(scenario, context)
+    if refusal:
+        return refusal
     kind = _kind(scenario)
     single = [
         service for service in ("ingress", "app") if context.replicas.get(service) == 1
@@ -289,6 +320,9 @@ def _slow_recovery_advice(
 ) -> str:
     kind = _kind(scenario)
     recovery = worst.recovery_s or worst.max_outage_s
+    refusal = _refusal_advice(scenario, context)
+    if refusal:
+        return refusal
     if (
         context.platform == "kubernetes"
         and ("node" in kind or "zone" in kind)
@@ -389,6 +423,21 @@ def _flapping(
         f" serve: compare the load balancers' health checks{checks} with what"
         " the components' logs show.",
     )
+
+
+# What Patroni logs when a replica is too far behind to be promoted.
+REFUSED_PROMOTION = ("exceeds maximum replication lag", "not the healthiest node")
+
+
+def _refused_promotion(scenario: ScenarioResult) -> str:
+    """Which database node's log says Patroni refused a promotion, quoted."""
+    for excerpt in scenario.logs:
+        if "patroni" not in excerpt.component:
+            continue
+        for line in excerpt.lines:
+            if REFUSED_PROMOTION[0] in line:
+                return f'{excerpt.component}: "{REFUSED_PROMOTION[0]}"'
+    return ""
 
 
 def _database_fault(scenario: ScenarioResult) -> bool:
