@@ -139,7 +139,7 @@ def test_a_fault_cut_short_is_healed(
     assert_nothing_left(local_platform)
 
 
-SCENARIO = "application node hangs"
+SCENARIO = "application and hangs"  # -k: the application node hangs
 POINTS = [("before", "SIGTERM"), ("during", "SIGINT"), ("after", "SIGTERM")]
 
 
@@ -200,10 +200,10 @@ def test_a_run_interrupted_before_during_or_after_its_fault(
         signum = getattr(signal, how)
         run.send_signal(signum)
         out, _ = run.communicate(timeout=STEADY_BOUND_S + 60)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait(10)
+    except AssertionError as exc:
+        run.kill()
+        out, _ = run.communicate(timeout=30)
+        raise AssertionError(f"{exc}; the run printed: {out[-3000:]}") from None
 
     assert run.returncode == 128 + signum, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
