@@ -27,6 +27,14 @@ from chaoscert.topology import load_topology
 # soft_wrap: a message is one line however long, for logs and for grep.
 console = Console(stderr=True, soft_wrap=True)
 DEFAULT_TOPOLOGY = Path("fixtures/topologies/reference.yaml")
+# The catalogue check collects the suite in this process before the run, which
+# then finds its modules imported: pytest's warning that it cannot rewrite
+# their asserts again says nothing about the run.
+ALREADY_IMPORTED = [
+    "-W",
+    "ignore:Module already imported so cannot be rewritten"
+    ":pytest.PytestAssertRewriteWarning",
+]
 
 
 def _stack(args: argparse.Namespace) -> LocalStack:
@@ -261,12 +269,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     ]
     console.print(f"run {run_id}: pytest {' '.join(pytest_args)}")
     if args.dry_run:
-        return int(pytest.main(pytest_args))
+        return int(pytest.main([*pytest_args, *ALREADY_IMPORTED]))
     run_dir.mkdir(parents=True, exist_ok=True)
     # Taken before pytest captures descriptors 1 and 2 (see chaoscert.live).
     view = open_view(run_id, plain=args.plain)
     with view.attached():
-        code = int(pytest.main(pytest_args, plugins=[view.plugin()]))
+        code = int(
+            pytest.main([*pytest_args, *ALREADY_IMPORTED], plugins=[view.plugin()])
+        )
     if FaultRegistry.received_signal is not None:
         code = 128 + FaultRegistry.received_signal
     view.summarize()
@@ -290,8 +300,11 @@ def _check_catalogue(suite: Path) -> None:
     definition refuses is one line here, before the run starts."""
     import pytest
 
+    from chaoscert.config import read_text
     from chaoscert.pytest_plugin import CatalogueCheck
 
+    for feature in sorted((suite / "features").rglob("*.feature")):
+        read_text(feature)  # pytest-bdd would not say which file is not UTF-8
     check = CatalogueCheck()
     said = io.StringIO()
     with redirect_stdout(said), redirect_stderr(said):

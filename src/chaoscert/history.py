@@ -550,14 +550,16 @@ def _reading(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _mapped(path: Path, exc: sqlite3.Error) -> ChaoscertError:
     name = getattr(exc, "sqlite_errorname", "")
+    # SQLite may quote a damaged schema, line breaks and all.
+    said = " ".join(str(exc).split())
     if name in {"SQLITE_NOTADB", "SQLITE_CORRUPT"}:
-        return ConfigError(f"{path}: not a chaoscert history store (SQLite: {exc})")
+        return ConfigError(f"{path}: not a chaoscert history store (SQLite: {said})")
     if name in {"SQLITE_BUSY", "SQLITE_LOCKED"}:
         return ChaoscertError(
             f"{path}: the history store stayed locked by another run for"
             f" {LOCK_TIMEOUT_S:g} s"
         )
-    return ChaoscertError(f"{path}: cannot use the history store: {exc}")
+    return ChaoscertError(f"{path}: cannot use the history store: {said}")
 
 
 def _schema_version(conn: sqlite3.Connection, path: Path) -> int | None:

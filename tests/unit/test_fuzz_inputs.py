@@ -61,7 +61,12 @@ FUZZ = settings(
     max_examples=60,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow],
+    # A slow or rejected example is not a finding; a loader's traceback is.
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
 )
 FEW = settings(FUZZ, max_examples=30)
 
@@ -822,6 +827,10 @@ def test_a_garbled_store_is_read_or_refused(
         "DELETE FROM meta",
         "DROP TABLE measurements",
         "DROP TABLE runs",
+        "ALTER TABLE measurements RENAME COLUMN lost_writes TO lost",
+        # A damaged schema, which SQLite quotes, line break and all.
+        "PRAGMA writable_schema = ON; UPDATE sqlite_master"
+        " SET name = 'runs,\n  broken', sql = 'CREATE TABLE x (' WHERE name = 'runs'",
     ],
 )
 def test_a_tampered_store_is_refused_by_the_command_in_one_line(
@@ -829,8 +838,8 @@ def test_a_tampered_store_is_refused_by_the_command_in_one_line(
 ) -> None:
     store = history_path(tmp_path)
     shutil.copy(history_store, store)
-    with closing(sqlite3.connect(store)) as conn, conn:
-        conn.execute(statement)
+    with closing(sqlite3.connect(store)) as conn:
+        conn.executescript(statement)
 
     code, out, err = run_cli("history", f"--reports-dir={tmp_path}")
 
@@ -1011,13 +1020,24 @@ BACKGROUND = (
             BACKGROUND + "  Feature: A second one\n",
             "odd.feature:4: Multiple features are not allowed in a single feature",
         ),
+        (
+            BACKGROUND.replace("Something odd", "Caf\xe9").encode("latin-1"),
+            "odd.feature: not UTF-8 text (byte 28)",
+        ),
     ],
-    ids=["unknown workflow", "negative seconds", "rate factor 0", "not Gherkin"],
+    ids=[
+        "unknown workflow",
+        "negative seconds",
+        "rate factor 0",
+        "not Gherkin",
+        "not UTF-8",
+    ],
 )
 def test_the_installed_command_refuses_a_bad_feature_in_one_line(
-    suite: Path, tmp_path: Path, feature: str, expected: str
+    suite: Path, tmp_path: Path, feature: str | bytes, expected: str
 ) -> None:
-    (suite / "features" / "odd.feature").write_text(feature)
+    text = feature if isinstance(feature, bytes) else feature.encode()
+    (suite / "features" / "odd.feature").write_bytes(text)
     reports, state = tmp_path / "reports", tmp_path / "state"
 
     done = subprocess.run(

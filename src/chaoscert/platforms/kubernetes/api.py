@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 from chaoscert.errors import ChaoscertError, FaultError
 
@@ -73,7 +76,11 @@ class KubeApi:
 
     def _call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
-            return func(*args, _request_timeout=self.timeout_s, **kwargs)
+            return _within(
+                what,
+                self.timeout_s,
+                lambda: func(*args, _request_timeout=self.timeout_s, **kwargs),
+            )
         except ApiException as exc:
             status = int(exc.status or 0)
             if status == 404:
@@ -88,7 +95,7 @@ class KubeApi:
                 f"{what}: HTTP {status} {exc.reason or ''}".strip()
             ) from None
         except (Urllib3Error, OSError) as exc:
-            raise KubeError(f"{what}: {type(exc).__name__}") from None
+            raise KubeError(f"{what}: {_failure(exc, self.timeout_s)}") from None
 
     # -- pods -------------------------------------------------------------------
     def pods(self, namespace: str, selector: str) -> list[client.V1Pod]:
@@ -357,13 +364,51 @@ class KubeApi:
             body=body,
             auth_settings=["BearerToken"],
         )
-        try:
+        bound_s = timeout_s or self.timeout_s
+
+        def post() -> tuple[Any, str]:
             response = self.api_client.call_api(
-                method, url, headers, data, _request_timeout=timeout_s or self.timeout_s
+                method, url, headers, data, _request_timeout=bound_s
             )
             text = response.read().decode("utf-8", "replace")  # type: ignore[no-untyped-call]
+            return response, text
+
+        try:
+            response, text = _within(what, bound_s, post)
         except (Urllib3Error, OSError) as exc:
-            raise KubeError(f"{what}: {type(exc).__name__}") from None
+            raise KubeError(f"{what}: {_failure(exc, bound_s)}") from None
         except ApiException as exc:
             return int(exc.status or 0), str(exc.body or "")
         return int(response.status), text
+
+
+def _failure(exc: Exception, bound_s: float) -> str:
+    """What kept the API's answer from arriving, in a few words."""
+    cause = getattr(exc, "reason", None) or exc  # MaxRetryError wraps the cause
+    if isinstance(cause, Urllib3Timeout | TimeoutError):
+        return f"no complete answer within {bound_s:g} s"
+    return type(cause).__name__
+
+
+def _within(what: str, bound_s: float, call: Callable[[], T]) -> T:
+    """`call()`, or KubeError once `bound_s` seconds have passed without its end.
+
+    urllib3's timeouts bound each socket operation, not the call: an API
+    server, or a proxy before it, that answers a byte at a time would hold
+    the caller as long as it drips. The call runs in a thread of its own; one
+    past its bound is left to end when the server stops, its thread a daemon
+    that never keeps chaoscert from exiting.
+    """
+    outcome: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            outcome.set_result(call())
+        except BaseException as exc:
+            outcome.set_exception(exc)
+
+    threading.Thread(target=run, name="chaoscert-kube-call", daemon=True).start()
+    try:
+        return outcome.result(timeout=bound_s)
+    except TimeoutError:
+        raise KubeError(f"{what}: no complete answer within {bound_s:g} s") from None

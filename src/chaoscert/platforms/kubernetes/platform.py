@@ -33,6 +33,7 @@ from chaoscert.errors import (
     FaultError,
     FaultNotApplicable,
 )
+from chaoscert.platforms import http
 from chaoscert.platforms.base import (
     Endpoint,
     FaultHandle,
@@ -380,7 +381,7 @@ class KubernetesPlatform(Platform):
     def _health_problem(self) -> list[str]:
         url = self.profile.base_url.rstrip("/") + "/web/health"
         try:
-            answer = httpx.get(url, timeout=HEALTH_TIMEOUT_S)
+            answer = http.get(url, HEALTH_TIMEOUT_S)
         except httpx.HTTPError as exc:
             return [f"{url}: {type(exc).__name__}"]
         return [] if answer.status_code == 200 else [f"{url}: {answer.status_code}"]

@@ -21,6 +21,7 @@ import httpx
 import psutil
 
 from chaoscert.errors import FaultError
+from chaoscert.platforms import http
 from chaoscert.platforms.local import health
 from chaoscert.platforms.local.stack import LocalStack
 
@@ -110,10 +111,11 @@ def switchover(stack: LocalStack, leader: str, candidate: str) -> float:
     """Ask Patroni for a planned switchover; return seconds until `candidate` leads."""
     started = time.monotonic()
     try:
-        response = httpx.post(
+        response = http.request(
+            "POST",
             stack.layout.patroni_url(leader) + "/switchover",
+            SWITCHOVER_TIMEOUT_S,
             json={"leader": leader, "candidate": candidate},
-            timeout=SWITCHOVER_TIMEOUT_S,
         )
     except httpx.HTTPError as exc:
         raise FaultError(

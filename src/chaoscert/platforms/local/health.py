@@ -1,7 +1,8 @@
 """Read the local stack's state from its components' own interfaces.
 
 Patroni's REST API, etcd's health endpoint and HAProxy's stats socket; each
-call is bounded and failures become text in a report, never exceptions.
+call is bounded as a whole (an answer dripping in byte by byte included) and
+failures become text in a report, never exceptions.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from chaoscert.platforms import http
 from chaoscert.platforms.local.layout import EDGE_NODE, Layout
 
 TIMEOUT_S = 1.5
@@ -38,14 +41,16 @@ class ClusterView:
 def patroni_cluster(layout: Layout, nodes: list[str] | None = None) -> ClusterView:
     for node in nodes or layout.topology.running("postgres"):
         try:
-            response = httpx.get(
-                layout.patroni_url(node) + "/cluster", timeout=TIMEOUT_S
-            )
-            data = response.json()
+            data = http.get(layout.patroni_url(node) + "/cluster", TIMEOUT_S).json()
         except (httpx.HTTPError, ValueError):
             continue
+        members = data.get("members") if isinstance(data, dict) else None
+        if not isinstance(members, list):
+            continue  # not Patroni's answer: some other program on its port
         view = ClusterView(source=node)
-        for member in data.get("members", []):
+        for member in members:
+            if not isinstance(member, dict) or not isinstance(member.get("name"), str):
+                continue
             view.members[member["name"]] = member
             if member.get("role") in ("leader", "master", "primary"):
                 view.leader = member["name"]
@@ -56,7 +61,7 @@ def patroni_cluster(layout: Layout, nodes: list[str] | None = None) -> ClusterVi
 def is_primary(layout: Layout, node: str) -> bool:
     """Patroni on `node` says it runs the primary and holds the leader lock."""
     try:
-        response = httpx.get(layout.patroni_url(node) + "/primary", timeout=TIMEOUT_S)
+        response = http.get(layout.patroni_url(node) + "/primary", TIMEOUT_S)
     except httpx.HTTPError:
         return False
     return response.status_code == 200
@@ -64,14 +69,16 @@ def is_primary(layout: Layout, node: str) -> bool:
 
 def etcd_healthy(layout: Layout, node: str) -> bool:
     try:
-        response = httpx.get(layout.etcd_url(node) + "/health", timeout=TIMEOUT_S)
-        return bool(response.json().get("health") in ("true", True))
+        data = http.get(layout.etcd_url(node) + "/health", TIMEOUT_S).json()
     except (httpx.HTTPError, ValueError):
         return False
+    return isinstance(data, dict) and data.get("health") in ("true", True)
 
 
 def haproxy_servers(sock_path: Path) -> dict[str, str] | None:
-    """Status (UP, DOWN, ...) of each backend server, or None if HAProxy is silent."""
+    """Status (UP, DOWN, ...) of each backend server, or None if HAProxy is silent
+    or has not said everything within TIMEOUT_S."""
+    deadline = time.monotonic() + TIMEOUT_S
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(TIMEOUT_S)
@@ -79,6 +86,11 @@ def haproxy_servers(sock_path: Path) -> dict[str, str] | None:
             sock.sendall(b"show stat\n")
             chunks = []
             while True:
+                # The socket's timeout bounds each read; this bounds them all.
+                left_s = deadline - time.monotonic()
+                if left_s <= 0:
+                    return None
+                sock.settimeout(left_s)
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
@@ -96,7 +108,7 @@ def haproxy_servers(sock_path: Path) -> dict[str, str] | None:
 def edge_answers(layout: Layout) -> str | None:
     """None when the edge routes /web/health to an app; else what went wrong."""
     try:
-        response = httpx.get(layout.base_url + "/web/health", timeout=TIMEOUT_S * 2)
+        response = http.get(layout.base_url + "/web/health", TIMEOUT_S * 2)
     except httpx.HTTPError as exc:
         return f"edge {layout.base_url} did not answer: {type(exc).__name__}"
     if response.status_code != 200:
