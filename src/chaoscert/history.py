@@ -35,6 +35,7 @@ HISTORY_SCHEMA_VERSION = 1
 LOCK_TIMEOUT_S = 10.0
 # How many runs before the newest a trend is judged against, whatever it shows.
 BASELINE_RUNS = 10
+MIN_OUTAGE_BASELINE_RUNS = 3
 MEASURED = ("passed", "failed")
 
 _SCHEMA = (
@@ -197,7 +198,8 @@ def judge_regression(
     - noise: the largest of twice the probe resolution, 3 x 1.4826 x the median
       absolute deviation of those runs (three robust standard deviations), 10 %
       of the baseline, and 0.5 s;
-    - a regression when the longest outage exceeds baseline + noise, when more
+    - a regression when the longest outage exceeds baseline + noise (judged
+      from ``MIN_OUTAGE_BASELINE_RUNS`` previous runs on), when more
       writes were lost than in any previous run, when the workflow did not
       recover although every previous run did, or when the verdict is fail
       although every previous run passed.
@@ -212,7 +214,12 @@ def judge_regression(
     noise_s = max(2 * resolution_s, 3 * 1.4826 * mad_s, 0.1 * baseline_s, 0.5)
 
     reasons = []
-    if current.max_outage_s > baseline_s + noise_s:
+    # One or two earlier runs say nothing of the spread: a failover's length
+    # varies by seconds from night to night (Patroni's ttl, its loop).
+    if (
+        len(window) >= MIN_OUTAGE_BASELINE_RUNS
+        and current.max_outage_s > baseline_s + noise_s
+    ):
         reasons.append(
             f"{workflow}'s longest outage rose to {current.max_outage_s:.1f} s"
             f" from a median of {baseline_s:.1f} s over the previous"

@@ -68,6 +68,7 @@ class OdooClient:
         self._session_generation = 0
         self._session_lock = asyncio.Lock()
         self._uid: int | None = None
+        self._exchanges: set[asyncio.Future[httpx.Response]] = set()
 
     def __repr__(self) -> str:
         return (
@@ -246,11 +247,19 @@ class OdooClient:
         self, request: httpx.Request, path: str, bound_s: float
     ) -> httpx.Response:
         started = time.monotonic()
+        # The exchange runs in a task of its own that no timeout here or above
+        # cancels: httpx ends it by its own timeout for each phase. A request
+        # cancelled inside httpx's pool can keep its connection slot for good
+        # (seen after long stalls: every slot taken, the probe timing out
+        # against a healthy server), so only the caller stops waiting.
+        exchange = asyncio.ensure_future(self._http.send(request))
+        self._exchanges.add(exchange)
+        exchange.add_done_callback(self._exchange_done)
         try:
-            # httpx bounds each phase; this bounds the whole exchange, so a server
-            # that trickles its answer byte by byte cannot hold a call forever.
+            # This bounds the whole exchange for the caller, so a server that
+            # trickles its answer byte by byte cannot hold a call forever.
             async with asyncio.timeout(bound_s):
-                response = await self._http.send(request)
+                response = await asyncio.shield(exchange)
         except TimeoutError:
             raise TransportError(
                 f"POST {path}: no complete answer within {bound_s:g} s", "timeout"
@@ -260,6 +269,17 @@ class OdooClient:
         elapsed_s = time.monotonic() - started
         log.debug("POST %s -> %d in %.3f s", path, response.status_code, elapsed_s)
         return response
+
+    def _exchange_done(self, exchange: asyncio.Future[httpx.Response]) -> None:
+        self._exchanges.discard(exchange)
+        if not exchange.cancelled():
+            exchange.exception()  # an abandoned exchange's failure is expected
+
+    def abandon_exchanges(self) -> None:
+        """Cancel exchanges still running after their callers gave up; call
+        only when the HTTP client is about to be closed."""
+        for exchange in list(self._exchanges):
+            exchange.cancel()
 
     def _transport_error(self, path: str, exc: httpx.HTTPError) -> TransportError:
         if isinstance(exc, httpx.TimeoutException):

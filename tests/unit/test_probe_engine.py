@@ -311,3 +311,29 @@ def test_procurement_and_invoicing_acknowledge_approved_and_posted_writes(
     assert invoice["state"] == "posted"
     approvals = odoo.calls("/web/dataset/call_kw/purchase.order.button_approve")
     assert approvals, "procurement goes through the web session"
+
+
+def test_a_long_stall_does_not_use_up_the_probes_connections(odoo: FakeOdoo):
+    # Attempts time out in a stall far longer than the pool has connections
+    # for; once the server answers again, so must the probe. The leak this
+    # guards against (requests cancelled inside httpx's pool keeping their
+    # slots) showed after several long freezes of the edge; the benchmark of
+    # accuracy runs those.
+    with session(
+        odoo, ["warehouse_scanning"], rate_hz=20.0, timeout_s=0.5, max_in_flight=4
+    ) as probes:
+        probes.prepare()
+        probes.start()
+        odoo.mode = "hang"
+        time.sleep(6.0)
+        odoo.mode = "ok"
+        odoo.release.set()
+        time.sleep(4.0)
+        samples = probes.stop()["warehouse_scanning"]
+
+    stalled = [s for s in samples if not s.ok]
+    assert len(stalled) > 20
+    last_second = [s for s in samples if s.start_mono > samples[-1].start_mono - 1.0]
+    assert last_second and all(s.ok for s in last_second), [
+        (s.error_kind, s.error) for s in last_second if not s.ok
+    ][:3]

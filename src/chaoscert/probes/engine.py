@@ -465,6 +465,7 @@ class ProbeSession:
 
     async def _close_http(self) -> None:
         for probe in self._probes.values():
+            probe.client.abandon_exchanges()
             await probe.http.aclose()
 
 
