@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup certify test lint format up down status clean bench
+.PHONY: setup certify test lint format up down status bench
 
 $(BIN)/chaoscert: pyproject.toml
 	@# venv needs Debian's python3-venv, which a fresh machine lacks.
@@ -31,7 +31,7 @@ certify: setup
 # the report's screenshots); certify never needs it.
 test: $(BIN)/chaoscert
 	$(BIN)/chaoscert setup --tests
-	$(BIN)/python -m pytest tests $(ARGS)
+	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(BIN)/chaoscert
 	$(BIN)/ruff format --check .

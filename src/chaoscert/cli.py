@@ -462,6 +462,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_directories(args: argparse.Namespace) -> None:
+    """--reports-dir and --state-dir name directories (or none yet): a file
+    there is one line, not a traceback halfway through a command."""
+    for option in ("reports_dir", "state_dir"):
+        value = getattr(args, option, None)
+        if not value:
+            continue
+        path = Path(value)
+        flag = "--" + option.replace("_", "-")
+        for part in (path, *path.parents):
+            if part.exists() and not part.is_dir():
+                raise ConfigError(f"{flag} {path}: {part} is not a directory")
+            if part.exists():
+                break
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -471,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        _check_directories(args)
         return int(args.func(args))
     except ChaoscertError as exc:
         # Messages quote the user's files, which may hold rich markup.

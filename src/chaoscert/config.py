@@ -67,6 +67,14 @@ class SloConfig(Strict):
                     f"workflow {workflow!r} maps to unknown tier {tier!r}"
                     f" (known: {', '.join(sorted(self.tiers))})"
                 )
+        # Every scenario probes every workflow: one left out would go
+        # unjudged without a word, and a certificate would not cover it.
+        missing = [w for w in WORKFLOWS if w not in self.workflows]
+        if missing:
+            raise ValueError(
+                f"workflow {missing[0]!r} has no tier; every workflow needs one"
+                f" (known: {', '.join(WORKFLOWS)})"
+            )
         return self
 
     def tier_of(self, workflow: str) -> Tier:

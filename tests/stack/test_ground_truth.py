@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from benchmarks import accuracy
 from benchmarks.edge import PingWatch, freeze_edge
 from chaoscert.platforms.local.layout import EDGE_NODE
 from chaoscert.platforms.local.platform import LocalPlatform
+
+pytestmark = pytest.mark.stack
 
 BUSY_MARGIN_S = 0.5
 

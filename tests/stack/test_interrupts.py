@@ -23,6 +23,8 @@ import pytest
 from chaoscert.platforms.local.platform import LocalPlatform
 from tests.stack.conftest import ROOT, TEST_STATE_DIR
 
+pytestmark = pytest.mark.stack
+
 STEADY_BOUND_S = 180.0
 INJECT_BOUND_S = 60.0
 

@@ -74,3 +74,25 @@ def test_a_feature_step_without_definition_is_refused_before_the_stack(
         done.stdout + done.stderr
     )
     assert not (state / "nodes").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--reports-dir", "{file}"],
+        ["run", "--state-dir", "{file}/below"],
+        ["local", "down", "--state-dir", "{file}"],
+        ["history", "--reports-dir", "{file}"],
+    ],
+)
+def test_a_file_where_a_directory_belongs_is_one_line(
+    tmp_path: Path, args: list[str]
+) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("not a directory")
+
+    done = chaoscert(*(arg.format(file=file) for arg in args))
+
+    assert done.returncode == 2
+    assert f"{file} is not a directory" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr + done.stdout

@@ -92,3 +92,11 @@ def test_slo_workflow_on_unknown_tier(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="unknown tier 'tier9'"):
         load_slo(write(tmp_path, data))
+
+
+def test_slo_that_leaves_a_workflow_out_is_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "fixtures/slo-tiers.yaml").read_text())
+    del data["workflows"]["invoice_posting"]
+
+    with pytest.raises(ConfigError, match="'invoice_posting' has no tier"):
+        load_slo(write(tmp_path, data))
