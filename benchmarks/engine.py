@@ -4,8 +4,8 @@ the CPU it takes at the default rates.
 The engine's own limit is measured against a minimal Odoo look-alike (the
 tests' ``FakeOdoo``) in another process on the other core, the probe pinned
 to one core; the system's limit the same way against the local stack's edge.
-A rate is sustained when no slot is skipped, 99 % of attempts start less than
-5 ms late, and no attempt fails.
+A rate is sustained when no attempt fails and 99 % of the slots start less than
+5 ms late (a skipped slot counts as late).
 """
 
 from __future__ import annotations
@@ -59,7 +59,10 @@ class RateStep:
 
     @property
     def sustained(self) -> bool:
-        return self.skipped == 0 and self.late_p99_s < LATE_GOAL_S and not self.failed
+        """No failure, and 99 % of the slots started less than 5 ms late; a
+        skipped slot counts as one that started too late."""
+        too_late = self.skipped / (self.samples + self.skipped) if self.samples else 1
+        return not self.failed and too_late < 0.01 and self.late_p99_s < LATE_GOAL_S
 
 
 @contextmanager
