@@ -3,7 +3,8 @@ fault, say so, then end the way the test asks.
 
     python -m tests.stack.interrupt_harness TOPOLOGY STATE_DIR KIND TARGET HOW
 
-HOW is ``wait`` (sleep until a signal or SIGKILL ends the process), ``raise``
+HOW is ``hold`` (inject nothing, hold the stack until a signal), ``wait``
+(inject, then sleep until a signal or SIGKILL ends the process), ``raise``
 (an exception escapes, as from a failed step) or ``none`` (inject nothing:
 only take the stack, which heals what a killed run left, and give it back).
 Nothing here heals on purpose: what heals is what heals a real run, the
@@ -30,6 +31,10 @@ def main(argv: list[str]) -> int:
     try:
         if how == "none":
             return 0
+        if how == "hold":
+            print("HELD", flush=True)
+            time.sleep(WAIT_BOUND_S)
+            return 1
         platform.inject(kind, target)
         print("INJECTED", flush=True)
         if how == "raise":

@@ -214,3 +214,21 @@ def test_a_run_interrupted_before_during_or_after_its_fault(
     assert results["complete"] is False
     assert (run_dir / "report.html").exists()
     assert_nothing_left(local_platform)
+
+
+def test_a_second_run_on_a_held_stack_is_refused_in_one_line(
+    local_platform: LocalPlatform, stack_topology_file: Path, tmp_path: Path
+) -> None:
+    holder = start(local_platform, stack_topology_file, "none", "", "hold")
+    try:
+        wait_for_line(holder, "HELD")
+        second = run_scenario(stack_topology_file, tmp_path / "reports")
+        out, _ = second.communicate(timeout=120)
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(INJECT_BOUND_S)
+
+    assert second.returncode == 2, out[-2000:]
+    assert "is using the local stack" in out, out[-2000:]
+    assert "Traceback" not in out
+    assert not list((tmp_path / "reports").glob("*/results.json"))
