@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from chaoscert.platforms.local.platform import LocalPlatform
 from chaoscert.platforms.local.stack import LocalStack
 from tests.stack.conftest import run_catalogue, shifted_topology, write_topology
 
@@ -34,6 +35,14 @@ def weakened(
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
+def assert_healed_after_a_failed_scenario(topology: Path, state_dir: Path) -> None:
+    """A scenario whose assertion failed leaves nothing injected behind."""
+    platform = LocalPlatform(topology, state_dir)
+    assert not platform.layout.live_faults_file.exists()
+    assert not any(platform.stack.group(n).frozen() for n in platform.layout.nodes())
+    platform.wait_steady(180)
+
+
 @pytest.mark.parametrize("weakened", [("async-replication", 14000)], indirect=True)
 def test_async_replication_loses_acknowledged_dispatches(
     weakened: tuple[Path, Path], tmp_path: Path
@@ -52,6 +61,7 @@ def test_async_replication_loses_acknowledged_dispatches(
     assert dispatch.lost_writes > 0
     assert dispatch.verdict == "fail"
     assert any("lost" in reason for reason in dispatch.reasons)
+    assert_healed_after_a_failed_scenario(*weakened)
     # How often the forced condition exposed the loss, for the record.
     print(
         f"async replication: {dispatch.lost_writes} of"
@@ -79,3 +89,4 @@ def test_single_ingress_fails_tier1_when_its_node_is_lost(
         assert verdicts[name].lost_writes == 0
     assert verdicts["procurement_approval"].verdict == "pass"
     assert verdicts["invoice_posting"].verdict == "pass"
+    assert_healed_after_a_failed_scenario(*weakened)
