@@ -17,7 +17,7 @@ import pytest
 
 from chaoscert.errors import ComponentError, ConfigError, TransportError
 from chaoscert.odoo import OdooClient
-from chaoscert.probes.engine import ProbeSession
+from chaoscert.probes.engine import LOOP_GRACE_S, ProbeSession
 from chaoscert.probes.ledger import Ledger, LedgerCheck, verify
 from chaoscert.probes.samples import Sample
 from chaoscert.probes.workflows import WORKFLOWS, get_workflow
@@ -337,3 +337,27 @@ def test_a_long_stall_does_not_use_up_the_probes_connections(odoo: FakeOdoo):
     assert last_second and all(s.ok for s in last_second), [
         (s.error_kind, s.error) for s in last_second if not s.ok
     ][:3]
+
+
+def test_a_probe_loop_that_died_is_an_error_within_its_bound_not_a_hang(
+    odoo: FakeOdoo,
+):
+    # The probes run on a thread of the run's own process; if that thread
+    # stops, every later call must fail within its bound, so the scenario
+    # fails and its teardown heals the platform, instead of hanging with the
+    # fault live.
+    probes = session(odoo, ["warehouse_scanning"], rate_hz=10.0, timeout_s=0.5)
+    probes.start()
+    time.sleep(0.5)
+    probes._loop.call_soon_threadsafe(probes._loop.stop)
+    probes._thread.join(5)
+    assert not probes._thread.is_alive()
+
+    began = time.monotonic()
+    with pytest.raises(ComponentError, match="did not finish within"):
+        probes.stop()
+    assert time.monotonic() - began < 0.5 + 2 * LOOP_GRACE_S + 5
+    with pytest.raises(ComponentError):
+        probes.close()  # said again, and the session is closed for good
+    with pytest.raises(RuntimeError, match="closed"):
+        probes.verify_writes()
