@@ -88,7 +88,8 @@ def test_experiment_is_a_question_with_hypothesis_method_and_rollbacks(
     # Every key the extension reads is declared, so `chaos run --var` can set it.
     names = ("platform", "topology", "state_dir", "target", "kubeconfig", "slo")
     assert {k for k in data["configuration"] if k.startswith("chaoscert_")} == {
-        f"chaoscert_{name}" for name in (*names, "reports_dir")
+        f"chaoscert_{name}"
+        for name in (*names, "reports_dir", "rate_hz", "probe_timeout_s")
     }
 
 

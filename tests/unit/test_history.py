@@ -528,16 +528,24 @@ def test_not_recovering_after_always_recovering_is_a_regression() -> None:
 
 def test_every_reason_found_is_in_the_sentence() -> None:
     sentence, _, _ = judge_regression(
-        [point(20.0)], point(40.0, 1, False, "fail"), 0.5, 30, "d"
+        [point(20.0)] * 3, point(40.0, 1, False, "fail"), 0.5, 30, "d"
     )
 
     assert sentence is not None
     assert sentence.split("; ")[1:] == [
         "limit 30 s",
-        "d lost 1 acknowledged write where the previous 1 run lost none",
-        "d did not recover, after recovering in each of the previous 1 run",
-        "d failed its tier, after passing in each of the previous 1 run",
+        "d lost 1 acknowledged write where the previous 3 runs lost none",
+        "d did not recover, after recovering in each of the previous 3 runs",
+        "d failed its tier, after passing in each of the previous 3 runs",
     ]
+
+
+def test_a_longer_outage_needs_three_earlier_runs_to_be_a_regression() -> None:
+    two, _, _ = judge_regression([point(20.0)] * 2, point(40.0), 0.5, 30, "d")
+    three, _, _ = judge_regression([point(20.0)] * 3, point(40.0), 0.5, 30, "d")
+
+    assert two is None
+    assert three is not None and "rose to 40.0 s" in three
 
 
 # Refusing what is not ours.

@@ -29,6 +29,12 @@ from typing import Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from chaoscert.errors import (
     ChaoscertError,
@@ -52,6 +58,9 @@ ERROR_CHARS = 200
 KEEPALIVE_EXPIRY_S = 1.5
 # Reading back 200 ids right after a recovery may be slower than one attempt.
 VERIFY_REQUEST_TIMEOUT_S = 10.0
+# Preparing a workflow is tried again for this long after a failure.
+PREPARE_RETRY_S = 10.0
+PREPARE_RETRY_WAIT_S = 0.5
 
 
 @dataclass(slots=True)
@@ -321,9 +330,20 @@ class ProbeSession:
             ) from None
 
     async def _prepare_all(self) -> None:
-        await asyncio.gather(
-            *(p.workflow.prepare(p.client) for p in self._probes.values())
-        )
+        await asyncio.gather(*(self._prepare(p) for p in self._probes.values()))
+
+    async def _prepare(self, probe: _Probe) -> None:
+        # Preparing measures nothing, so a passing failure is tried again: an
+        # app's first query after a failover may meet its dead database
+        # connection ("server closed the connection unexpectedly").
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((OdooError, TransportError)),
+            stop=stop_after_delay(PREPARE_RETRY_S),
+            wait=wait_fixed(PREPARE_RETRY_WAIT_S),
+            reraise=True,
+        ):
+            with attempt:
+                await probe.workflow.prepare(probe.client)
 
     async def _start_all(self) -> None:
         now = time.monotonic()
