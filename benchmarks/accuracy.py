@@ -80,11 +80,8 @@ def run_trials(
     trials: list[Trial] = []
     for rate in rates_hz:
         platform.wait_steady(120)
-        with ProbeSession(
-            endpoint.base_url,
-            endpoint.database,
-            endpoint.login,
-            endpoint.password,
+        with ProbeSession.at(
+            endpoint,
             [WORKFLOW],
             rate_hz=rate,
             timeout_s=PROBE_TIMEOUT_S,

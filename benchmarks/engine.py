@@ -108,11 +108,8 @@ def ladder(
     are not sustained."""
     steps: list[RateStep] = []
     for rate in rates_hz:
-        with ProbeSession(
-            endpoint.base_url,
-            endpoint.database,
-            endpoint.login,
-            endpoint.password,
+        with ProbeSession.at(
+            endpoint,
             [WORKFLOW],
             rate_hz=rate,
             timeout_s=2.0,
@@ -150,11 +147,8 @@ def cpu_at_default_rates(endpoint: Endpoint, seconds: float = 30.0) -> float:
     """Share of one core this process takes while probing every workflow at
     its tier's default rate (the process does nothing else meanwhile)."""
     me = psutil.Process()
-    with ProbeSession(
-        endpoint.base_url,
-        endpoint.database,
-        endpoint.login,
-        endpoint.password,
+    with ProbeSession.at(
+        endpoint,
         list(DEFAULT_RATES_HZ),
         rate_hz=DEFAULT_RATES_HZ,
         timeout_s=2.0,

@@ -263,14 +263,8 @@ def workflow_result(
 def _schedule_result(schedule: Schedule | None) -> ScheduleResult | None:
     if schedule is None:
         return None
-    return ScheduleResult(
-        interval_s=schedule.interval_s,
-        resolution_s=schedule.resolution_s,
-        late_p99_s=schedule.late_p99_s,
-        late_max_s=schedule.late_max_s,
-        skipped=schedule.skipped,
-        kept=schedule.kept,
-    )
+    # Read field by field, ``kept`` (a property) included.
+    return ScheduleResult.model_validate(schedule, from_attributes=True)
 
 
 def load_results(path: Path) -> RunResults:

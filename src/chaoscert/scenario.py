@@ -178,11 +178,8 @@ class ScenarioRun:
             self.slo.tier_of(workflow)
         endpoint = self.platform.endpoint()
         self.workflows = list(workflows)
-        self.probes = ProbeSession(
-            endpoint.base_url,
-            endpoint.database,
-            endpoint.login,
-            endpoint.password,
+        self.probes = ProbeSession.at(
+            endpoint,
             self.workflows,
             rate_hz={w: self.options.rate_of(w) for w in self.workflows},
             timeout_s=self.options.timeout_s,

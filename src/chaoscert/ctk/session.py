@@ -285,11 +285,8 @@ class CtkSession:
         workflow whose last attempts did not all succeed (empty: available)."""
         endpoint = self.platform.endpoint()
         options = self.probe_options()
-        probes = ProbeSession(
-            endpoint.base_url,
-            endpoint.database,
-            endpoint.login,
-            endpoint.password,
+        probes = ProbeSession.at(
+            endpoint,
             workflows,
             rate_hz={w: options.rate_of(w) for w in workflows},
             timeout_s=options.timeout_s,

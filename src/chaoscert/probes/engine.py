@@ -25,7 +25,7 @@ import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -47,6 +47,9 @@ from chaoscert.odoo import OdooClient
 from chaoscert.probes.ledger import Ledger, LedgerCheck, verify
 from chaoscert.probes.samples import Sample
 from chaoscert.probes.workflows import Workflow, WorkflowFailed, get_workflow
+
+if TYPE_CHECKING:
+    from chaoscert.platforms.base import Endpoint
 
 log = logging.getLogger("chaoscert.probes")
 
@@ -179,6 +182,27 @@ class ProbeSession:
             target=self._loop.run_forever, name="chaoscert-probes", daemon=True
         )
         self._thread.start()
+
+    @classmethod
+    def at(
+        cls,
+        endpoint: Endpoint,
+        workflows: Sequence[str],
+        rate_hz: float | Mapping[str, float] = 10.0,
+        timeout_s: float = 2.0,
+        max_in_flight: int = 64,
+    ) -> ProbeSession:
+        """Probes for ``workflows`` where a platform's users come in."""
+        return cls(
+            endpoint.base_url,
+            endpoint.database,
+            endpoint.login,
+            endpoint.password,
+            workflows,
+            rate_hz=rate_hz,
+            timeout_s=timeout_s,
+            max_in_flight=max_in_flight,
+        )
 
     def __repr__(self) -> str:
         return (
