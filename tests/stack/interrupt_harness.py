@@ -5,7 +5,8 @@ fault, say so, then end the way the test asks.
 
 HOW is ``hold`` (inject nothing, hold the stack until a signal), ``wait``
 (inject, then sleep until a signal or SIGKILL ends the process), ``raise``
-(an exception escapes, as from a failed step) or ``none`` (inject nothing:
+(an exception escapes, as from a failed step, once a line or the end of input
+arrives on stdin, so the test sees the fault live first) or ``none`` (inject nothing:
 only take the stack, which heals what a killed run left, and give it back).
 Nothing here heals on purpose: what heals is what heals a real run, the
 registry's signal handlers and its exit hook.
@@ -38,6 +39,7 @@ def main(argv: list[str]) -> int:
         platform.inject(kind, target)
         print("INJECTED", flush=True)
         if how == "raise":
+            sys.stdin.readline()
             raise RuntimeError("a step failed while the fault was live")
         time.sleep(WAIT_BOUND_S)
         return 1

@@ -58,6 +58,7 @@ def start(platform: LocalPlatform, topology: Path, *args: str) -> subprocess.Pop
             *args,
         ],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -122,6 +123,8 @@ def test_a_fault_cut_short_is_healed(
     assert record is not None and record.exists()
 
     if how == "raise":
+        assert harness.stdin is not None
+        harness.stdin.close()
         code = harness.wait(INJECT_BOUND_S)
         assert code == 1
     elif how == "SIGKILL":
