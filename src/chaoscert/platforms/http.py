@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import os
+import ssl
 import threading
 from typing import Any
 
@@ -27,10 +29,6 @@ import httpx
 # How long past its deadline a call waits for the loop to hand back the
 # exchange's own timeout before it gives up on the loop itself.
 LOOP_GRACE_S = 2.0
-
-_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_pid = 0
 
 
 def request(
@@ -43,14 +41,18 @@ def request(
     httpx.HTTPError as httpx raises it. Callable from any thread but the one
     running these calls' own loop.
     """
-    future = asyncio.run_coroutine_threadsafe(
-        _request(method, url, timeout_s, json), _calls_loop()
-    )
+    loop = _calls.loop()
+    exchange = _request(method, url, timeout_s, json)
+    if loop is None:
+        # At interpreter shutdown no thread can start (Python 3.12 and newer);
+        # nothing is left to interrupt then, so the exchange runs here.
+        return asyncio.run(exchange)
+    future = asyncio.run_coroutine_threadsafe(exchange, loop)
     try:
         return future.result(timeout_s + LOOP_GRACE_S)
     except concurrent.futures.TimeoutError:
-        if future.done():
-            raise
+        if future.done():  # it ended between the wait's end and this line
+            return future.result()
         raise httpx.ReadTimeout(
             f"{method} {url}: no answer from the HTTP calls' loop within"
             f" {timeout_s + LOOP_GRACE_S:g} s"
@@ -65,27 +67,61 @@ def get(url: str, timeout_s: float) -> httpx.Response:
     return request("GET", url, timeout_s)
 
 
-def _calls_loop() -> asyncio.AbstractEventLoop:
-    global _loop, _loop_pid
-    with _lock:
-        # A forked child inherits the variable but not the thread.
-        if _loop is None or _loop_pid != os.getpid():
-            loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=loop.run_forever, name="chaoscert-http", daemon=True
-            ).start()
-            _loop, _loop_pid = loop, os.getpid()
-        return _loop
+class _CallsLoop:
+    """The event loop the calls run on, started in its own thread on first use."""
+
+    def __init__(self) -> None:
+        # Re-entrant: the signal handler that heals a run may make a call
+        # while the interrupted main thread is in the middle of starting it.
+        self._lock = threading.RLock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The running loop; None when no thread can start any more."""
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="chaoscert-http", daemon=True
+                )
+                try:
+                    thread.start()
+                except RuntimeError:
+                    loop.close()
+                    return None
+                self._loop = loop
+            return self._loop
+
+    def forget(self) -> None:
+        """In a forked child: the parent's loop thread and lock are not here."""
+        self._lock = threading.RLock()
+        self._loop = None
+
+
+_calls = _CallsLoop()
+os.register_at_fork(after_in_child=_calls.forget)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the trust store takes tens of milliseconds, which every call on
+    # the one loop would otherwise spend in turn.
+    return httpx.create_ssl_context()
 
 
 async def _request(
     method: str, url: str, timeout_s: float, json: Any
 ) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=timeout_s) as client:
-        try:
-            async with asyncio.timeout(timeout_s):
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with httpx.AsyncClient(
+                timeout=timeout_s, verify=_ssl_context()
+            ) as client:
                 return await client.request(method, url, json=json)
-        except TimeoutError:
-            raise httpx.ReadTimeout(
-                f"{method} {url}: no complete answer within {timeout_s:g} s"
-            ) from None
+    except TimeoutError:
+        raise httpx.ReadTimeout(
+            f"{method} {url}: no complete answer within {timeout_s:g} s"
+        ) from None
