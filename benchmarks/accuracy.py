@@ -3,8 +3,12 @@
 For each probe rate, one probe session of warehouse scanning (one request per
 attempt) runs against the edge while the edge is frozen for D seconds, again
 and again; each outage window overlapping a freeze is compared with the
-freeze's true length (see ``benchmarks.edge``). The goal: every error within
-one probe interval plus 50 ms.
+freeze's true length (see ``benchmarks.edge``), and with the outage an
+independent observer saw, which lasts longer than the freeze: the thawed edge
+first hands the apps the requests abandoned during it. The goal: every error
+within one probe interval plus 50 ms. Against the observer, that is the
+stopwatch's own error; against D it also holds the system's drain after the
+thaw.
 
 Windows are computed with chaoscert's own definition (``chaoscert.slo``), with
 successes slower than ``SLOW_S`` counted as failed: a stall shorter than the
@@ -44,28 +48,42 @@ class Trial:
     def error_s(self) -> float:
         return self.measured_s - self.outage.seconds
 
+    @property
+    def observed_error_s(self) -> float | None:
+        served_s = self.outage.served_s
+        return None if served_s is None else self.measured_s - served_s
+
 
 @dataclass(frozen=True)
 class Row:
     rate_hz: float
     planned_s: float
-    errors_s: list[float]
+    trials: list[Trial]
 
     @property
-    def median_s(self) -> float:
-        return statistics.median(self.errors_s)
+    def errors_s(self) -> list[float]:
+        return [t.error_s for t in self.trials]
 
     @property
-    def worst_s(self) -> float:
-        return max(self.errors_s, key=abs)
+    def observed_errors_s(self) -> list[float]:
+        """Errors against the observer; a trial it did not see is left out."""
+        return [e for t in self.trials if (e := t.observed_error_s) is not None]
+
+    @property
+    def drains_s(self) -> list[float]:
+        """How much longer than the freeze the observer's outage lasted."""
+        return [s - t.outage.seconds for t in self.trials if (s := t.outage.served_s)]
 
     @property
     def goal_s(self) -> float:
         return 1.0 / self.rate_hz + GOAL_MARGIN_S
 
-    @property
-    def met(self) -> bool:
-        return abs(self.worst_s) <= self.goal_s
+    def met(self, errors_s: list[float]) -> bool:
+        return bool(errors_s) and abs(worst(errors_s)) <= self.goal_s
+
+
+def worst(errors_s: list[float]) -> float:
+    return max(errors_s, key=abs)
 
 
 def run_trials(
@@ -91,17 +109,19 @@ def run_trials(
             for _ in range(repeats):
                 for planned in outages_s:
                     time.sleep(CLEAN_BEFORE_S)
-                    outages.append(freeze_edge(platform, planned))
+                    outages.append(freeze_edge(platform, planned, SLOW_S))
                     time.sleep(CLEAN_AFTER_S)
             samples = probes.stop()[WORKFLOW]
         for outage in outages:
             trial = Trial(rate, outage, measured_outage(samples, outage))
             trials.append(trial)
             if log:
+                served = outage.served_s
+                seen = "not answered in time" if served is None else f"{served:.3f} s"
                 print(
-                    f"  {rate:g} Hz, frozen {outage.seconds:.3f} s:"
+                    f"  {rate:g} Hz, frozen {outage.seconds:.3f} s, observed {seen}:"
                     f" measured {trial.measured_s:.3f} s"
-                    f" (error {trial.error_s * 1000:+.0f} ms)",
+                    f" (error {trial.error_s * 1000:+.0f} ms against the freeze)",
                     flush=True,
                 )
     return trials
@@ -122,25 +142,40 @@ def rows(trials: list[Trial], outages_s: tuple[float, ...] = OUTAGES_S) -> list[
     out = []
     for rate in sorted({t.rate_hz for t in trials}):
         for planned in outages_s:
-            errors = [
-                t.error_s
+            matching = [
+                t
                 for t in trials
                 if t.rate_hz == rate and abs(t.outage.seconds - planned) < 0.25
             ]
-            if errors:
-                out.append(Row(rate, planned, errors))
+            if matching:
+                out.append(Row(rate, planned, matching))
     return out
 
 
 def table(results: list[Row]) -> list[str]:
+    """Errors against the freeze D and against the observer's outage, median
+    and worst of the trials, in ms; "met" judges the worst against the goal."""
     lines = [
-        "| probe rate | outage D | trials | error median | error worst | goal | met |",
-        "|---|---|---|---|---|---|---|",
+        "| probe rate | outage D | trials | observed minus D | error vs D"
+        " | met vs D | error vs observed | met vs observed | goal |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
         lines.append(
-            f"| {row.rate_hz:g}/s | {row.planned_s:g} s | {len(row.errors_s)}"
-            f" | {row.median_s * 1000:+.0f} ms | {row.worst_s * 1000:+.0f} ms"
-            f" | ±{row.goal_s * 1000:.0f} ms | {'yes' if row.met else 'NO'} |"
+            f"| {row.rate_hz:g}/s | {row.planned_s:g} s | {len(row.trials)}"
+            f" | {_spread(row.drains_s)} | {_spread(row.errors_s)}"
+            f" | {_yes(row.met(row.errors_s))} | {_spread(row.observed_errors_s)}"
+            f" | {_yes(row.met(row.observed_errors_s))} | ±{row.goal_s * 1000:.0f} ms |"
         )
     return lines
+
+
+def _spread(values_s: list[float]) -> str:
+    """'median / worst' in ms, or a dash when there is nothing to say."""
+    if not values_s:
+        return "-"
+    return f"{statistics.median(values_s) * 1000:+.0f} / {worst(values_s) * 1000:+.0f}"
+
+
+def _yes(met: bool) -> str:
+    return "yes" if met else "NO"

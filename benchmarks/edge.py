@@ -6,6 +6,15 @@ outage's ground truth is the time between the two writes to ``cgroup.freeze``,
 read from the monotonic clock right around them: neither the probes nor the
 report have a hand in it. The freeze is registered as a live fault like any
 other, so an interrupted benchmark leaves nothing frozen (the next run heals it).
+
+Users are not served again the instant the edge thaws: the requests clients
+abandoned during the freeze wait in the edge's accept queue, and the thawed
+edge forwards them to the apps, which answer them before any new request (the
+ingress logs show bursts of hundreds of them answered 200 after the thaw).
+So the outage users see is measured too, by an observer that shares nothing
+with chaoscert's probes: from the thaw on, a fresh connection every 10 ms
+asks the apps' health through the edge, and the first answer that comes in
+time ends the outage.
 """
 
 from __future__ import annotations
@@ -34,16 +43,33 @@ BENCH_STATE_DIR = Path(
 )
 
 
+# The apps' health through the edge: the whole path a user's request takes.
+SERVED_PATH = "/web/health"
+SERVED_EVERY_S = 0.01
+SERVED_BOUND_S = 10.0
+
+
 @dataclass(frozen=True)
 class Outage:
-    """A frozen edge: monotonic times right after the freeze and thaw writes."""
+    """A frozen edge: monotonic times right after the freeze and thaw writes,
+    and when the observer was first answered in time after the thaw (None if
+    it was not within its bound, or not asked)."""
 
     frozen_mono: float
     thawed_mono: float
+    served_mono: float | None = None
 
     @property
     def seconds(self) -> float:
         return self.thawed_mono - self.frozen_mono
+
+    @property
+    def served_s(self) -> float | None:
+        """The outage the observer saw: from the freeze to its first answer in
+        time."""
+        if self.served_mono is None:
+            return None
+        return self.served_mono - self.frozen_mono
 
 
 def bench_topology_file(directory: Path, source: str = "reference") -> Path:
@@ -75,8 +101,11 @@ def bench_platform(
             platform.registry.uninstall()
 
 
-def freeze_edge(platform: LocalPlatform, seconds: float) -> Outage:
-    """Freeze the edge's node for ``seconds`` (monotonic) and thaw it."""
+def freeze_edge(
+    platform: LocalPlatform, seconds: float, slow_s: float | None = None
+) -> Outage:
+    """Freeze the edge's node for ``seconds`` (monotonic) and thaw it; with
+    ``slow_s``, then wait for the observer's first answer within ``slow_s``."""
     group = platform.stack.group(EDGE_NODE)
     if group.path is None:
         raise RuntimeError("outages of known length need a writable cgroup v2")
@@ -103,7 +132,44 @@ def freeze_edge(platform: LocalPlatform, seconds: float) -> Outage:
     finally:
         handle.heal()  # thaws again, harmlessly, when the write above was done
         platform.registry.save()  # a healed fault leaves the record
-    return Outage(times["frozen"], times["thawed"])
+    served = None
+    if slow_s is not None:
+        topology = platform.layout.topology
+        served = first_answer_in_time(
+            topology.edge_address, topology.ports.edge, slow_s
+        )
+    return Outage(times["frozen"], times["thawed"], served)
+
+
+def first_answer_in_time(
+    host: str, port: int, slow_s: float, bound_s: float = SERVED_BOUND_S
+) -> float | None:
+    """When the first GET of ``SERVED_PATH`` (each on a fresh connection, one
+    started every ``SERVED_EVERY_S``) was answered 200 within ``slow_s`` of its
+    start; None if none was within ``bound_s``."""
+    answers: list[float] = []
+    found = threading.Event()
+
+    def ask() -> None:
+        started = time.monotonic()
+        conn = http.client.HTTPConnection(host, port, timeout=bound_s)
+        try:
+            conn.request("GET", SERVED_PATH)
+            ok = conn.getresponse().status == 200
+        except OSError:
+            return
+        finally:
+            conn.close()
+        ended = time.monotonic()
+        if ok and ended - started <= slow_s:
+            answers.append(ended)
+            found.set()
+
+    deadline = time.monotonic() + bound_s
+    while not found.is_set() and time.monotonic() < deadline:
+        threading.Thread(target=ask, daemon=True).start()
+        found.wait(SERVED_EVERY_S)
+    return min(answers, default=None)
 
 
 @dataclass

@@ -70,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
                     "## Accuracy against outages of known length",
                     "",
                     "The edge load balancer frozen for D seconds (cgroup freeze; D is"
-                    " the time between the freeze and thaw writes); measured max"
-                    " outage minus D, warehouse scanning, successes slower than"
+                    " the time between the freeze and thaw writes). Observed: the"
+                    " outage an observer independent of chaoscert saw, from the"
+                    " freeze to its first answer in time (a fresh GET of the apps'"
+                    " health through the edge every 10 ms from the thaw on); it"
+                    " outlasts D while the thawed edge hands the apps the requests"
+                    " abandoned during the freeze. Errors: chaoscert's longest"
+                    " outage of warehouse scanning minus D, and minus the observed"
+                    " outage, median / worst in ms; successes slower than"
                     f" {accuracy.SLOW_S:g} s counted failed. Goal: within one probe"
                     " interval plus 50 ms.",
                     "",
