@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -459,6 +460,56 @@ def test_a_bounded_http_call_ends_within_its_bound(mode: str) -> None:
     assert isinstance(outcome, httpx.HTTPError), outcome
     if mode in HUNG:
         assert isinstance(outcome, httpx.TimeoutException), outcome
+
+
+@contextmanager
+def answering_200() -> Iterator[str]:
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_calls_go_on_after_the_calls_loop_thread_ended() -> None:
+    with answering_200() as url:
+        assert http.get(url, 1.0).status_code == 200
+        loop = http._calls.loop()
+        assert loop is not None
+        loop.call_soon_threadsafe(loop.stop)
+        thread = http._calls._thread
+        assert thread is not None
+        thread.join(5.0)
+        assert not thread.is_alive()
+
+        outcome, _ = ended(lambda: http.get(url, 1.0), 1.0)
+
+    assert isinstance(outcome, httpx.Response), outcome
+    assert outcome.status_code == 200
+    assert http._calls._thread is not thread
+
+
+def test_a_failure_outside_httpx_comes_out_as_an_httpx_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def fails(*args: Any, **kwargs: Any) -> httpx.Response:
+        raise RuntimeError("can't register atexit after shutdown")
+
+    monkeypatch.setattr(httpx.AsyncClient, "request", fails)
+
+    with pytest.raises(httpx.TransportError, match="RuntimeError: can't register"):
+        http.get("http://127.0.0.1:9/", 1.0)
 
 
 @pytest.mark.parametrize("where", ["connect", "start"])

@@ -37,15 +37,15 @@ def request(
     """`method` `url` (with a JSON body if given), its answer read whole within
     `timeout_s` seconds.
 
-    Raises httpx.TimeoutException past the deadline and any other
-    httpx.HTTPError as httpx raises it. Callable from any thread but the one
-    running these calls' own loop.
+    Raises httpx.TimeoutException past the deadline and any other failure as
+    an httpx.HTTPError. Callable from any thread but the one running these
+    calls' own loop.
     """
     loop = _calls.loop()
     exchange = _request(method, url, timeout_s, json)
     if loop is None:
-        # At interpreter shutdown no thread can start (Python 3.12 and newer);
-        # nothing is left to interrupt then, so the exchange runs here.
+        # At interpreter shutdown no thread can start (Python 3.12 and newer),
+        # so the exchange runs here.
         return asyncio.run(exchange)
     future = asyncio.run_coroutine_threadsafe(exchange, loop)
     try:
@@ -75,34 +75,45 @@ class _CallsLoop:
         # while the interrupted main thread is in the middle of starting it.
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop | None:
-        """The running loop; None when no thread can start any more."""
-        loop = self._loop
-        if loop is not None:
+        """The loop, running in its thread (started, or started again if its
+        thread ended); None at interpreter shutdown, when no thread can start."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
             return loop
         with self._lock:
-            if self._loop is None:
+            if self._thread is None or not self._thread.is_alive():
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
                     target=loop.run_forever, name="chaoscert-http", daemon=True
                 )
                 try:
                     thread.start()
-                except RuntimeError:
+                except RuntimeError as exc:
                     loop.close()
-                    return None
-                self._loop = loop
+                    if "shutdown" in str(exc):
+                        return None
+                    raise httpx.TransportError(
+                        f"the HTTP calls' thread cannot start: {exc}"
+                    ) from None
+                self._loop, self._thread = loop, thread
             return self._loop
 
     def forget(self) -> None:
         """In a forked child: the parent's loop thread and lock are not here."""
         self._lock = threading.RLock()
         self._loop = None
+        self._thread = None
 
 
 _calls = _CallsLoop()
 os.register_at_fork(after_in_child=_calls.forget)
+# asyncio sets up its policy on first use under a lock of its own that is not
+# re-entrant; done here, a signal handler's call cannot find it held by the
+# interrupted first call.
+asyncio.get_event_loop_policy()
 
 
 @functools.cache
@@ -124,4 +135,12 @@ async def _request(
     except TimeoutError:
         raise httpx.ReadTimeout(
             f"{method} {url}: no complete answer within {timeout_s:g} s"
+        ) from None
+    except httpx.HTTPError:
+        raise
+    except Exception as exc:
+        # For instance name resolution at interpreter exit: callers handle
+        # httpx.HTTPError only.
+        raise httpx.TransportError(
+            f"{method} {url}: {type(exc).__name__}: {exc}"
         ) from None
