@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -44,6 +44,7 @@ from chaoscert.platforms.local import faults as local_faults
 from chaoscert.platforms.local import health
 from chaoscert.probes.engine import LOOP_GRACE_S, ProbeSession
 from tests.unit.fake_odoo import DB, LOGIN, PASSWORD, FakeOdoo
+from tests.unit.interrupted_call import Ok
 
 ROOT = Path(__file__).resolve().parents[2]
 # Wide, so that a loaded machine never fails a test that holds its bound.
@@ -464,15 +465,6 @@ def test_a_bounded_http_call_ends_within_its_bound(mode: str) -> None:
 
 @contextmanager
 def answering_200() -> Iterator[str]:
-    class Ok(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            return
-
     server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
